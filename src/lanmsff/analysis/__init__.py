@@ -1,0 +1,1 @@
+"""Analysis: plots of results and comparison reports."""

@@ -1,0 +1,194 @@
+"""The LightningModule that trains any backbone on facial expressions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from lanmsff.training.metrics import GroupedAccuracy
+
+# The authors' reference: Adam(1e-3, 0.9, 0.999, eps 1e-7); ReduceLROnPlateau(val_loss, 0.1, 9).
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-7}
+DEFAULT_SCHEDULER = {
+    "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+    "mode": "min",
+    "factor": 0.1,
+    "patience": 9,
+    "threshold": 1e-4,
+    "threshold_mode": "abs",
+}
+
+
+def _plain(cfg: Any) -> Any:
+    """Hydra/OmegaConf nodes to plain containers, so checkpoints load with ``weights_only=True``."""
+    if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+class FERModule(pl.LightningModule):
+    """Cross-entropy training of the backbone described by ``net`` (a Hydra ``_target_`` config).
+
+    The backbone is built here from its config, so a checkpoint is self-describing: it holds the
+    network config, the class names and the group (pose) names next to the weights.
+
+    Args:
+        net: instantiable config of the backbone; it receives ``num_classes``, ``in_channels`` and
+            ``image_size`` as keyword arguments.
+        class_names: class names in label order.
+        group_names: names of the sample groups (KDEF camera angles) for per-group accuracy.
+        in_channels, image_size: input geometry.
+        optimizer, scheduler: instantiable configs (without ``params`` / ``optimizer``); ``scheduler``
+            may be ``None``.
+        monitor: metric the scheduler follows (the authors' ``val_loss``).
+        channels_last: run the network in channels-last memory format (faster convolutions on CPU).
+    """
+
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        *,
+        class_names: Sequence[str],
+        group_names: Sequence[str] = (),
+        in_channels: int = 1,
+        image_size: int = 64,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER,
+        monitor: str = "val/loss",
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
+        self.save_hyperparameters(
+            {
+                "net": net,
+                "class_names": list(class_names),
+                "group_names": list(group_names),
+                "in_channels": in_channels,
+                "image_size": image_size,
+                "optimizer": optimizer or DEFAULT_OPTIMIZER,
+                "scheduler": scheduler,
+                "monitor": monitor,
+                "channels_last": channels_last,
+            }
+        )
+        num_classes = len(class_names)
+        self.net = instantiate(net, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+        def quality() -> MetricCollection:
+            return MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(num_classes, average="micro"),
+                    "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+                }
+            )
+
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metrics, self.test_metrics = quality(), quality()
+        self.val_group_acc = GroupedAccuracy(max(len(group_names), 1))
+        self.test_group_acc = GroupedAccuracy(max(len(group_names), 1))
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.val_acc_best = MaxMetric()
+        self.test_outputs: dict[str, torch.Tensor] = {}
+        self._test_batches: list[tuple[torch.Tensor, ...]] = []
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hparams.class_names)
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.hparams.group_names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _step(self, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y, groups = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        return loss, logits, y, groups
+
+    # ------------------------------------------------------------------ train
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, logits, y, _ = self._step(batch)
+        self.train_loss(loss)
+        self.train_acc(logits, y)
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    # ------------------------------------------------------------------ val / test
+    def _eval_step(self, batch: Sequence[torch.Tensor], stage: str) -> tuple[torch.Tensor, ...]:
+        loss, logits, y, groups = self._step(batch)
+        getattr(self, f"{stage}_loss")(loss)
+        getattr(self, f"{stage}_metrics").update(logits, y)
+        getattr(self, f"{stage}_group_acc").update(logits, y, groups)
+        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), on_step=False, on_epoch=True, prog_bar=True)
+        return logits, y, groups
+
+    def _log_epoch(self, stage: str) -> dict[str, float]:
+        values = {f"{stage}/{k}": v for k, v in getattr(self, f"{stage}_metrics").compute().items()}
+        group_acc = getattr(self, f"{stage}_group_acc").compute()
+        for name, acc in zip(self.group_names, group_acc, strict=False):
+            if not torch.isnan(acc):
+                values[f"{stage}/acc_{name}"] = acc
+        self.log_dict(values, prog_bar=False)
+        getattr(self, f"{stage}_metrics").reset()
+        getattr(self, f"{stage}_group_acc").reset()
+        return values
+
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_epoch("val")
+        if not self.trainer.sanity_checking:
+            self.val_acc_best(values["val/acc"])
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_batches = []
+        self.test_confusion.reset()
+
+    def test_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        logits, y, groups = self._eval_step(batch, "test")
+        self.test_confusion.update(logits, y)
+        self._test_batches.append((logits.float().softmax(dim=1).cpu(), y.cpu(), groups.cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+        probs, targets, groups = (torch.cat(parts) for parts in zip(*self._test_batches, strict=True))
+        self.test_outputs = {
+            "probs": probs,
+            "targets": targets,
+            "groups": groups,
+            "confusion": self.test_confusion.compute().cpu(),
+        }
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = instantiate(self.hparams.optimizer, _partial_=True, _convert_="all")(self.parameters())
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        scheduler = instantiate(self.hparams.scheduler, _partial_=True, _convert_="all")(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor, "interval": "epoch"},
+        }

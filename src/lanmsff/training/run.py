@@ -1,0 +1,163 @@
+"""One run's record: ``summary.json``, result plots, predictions, and a printed result table.
+
+``summary.json`` is what sweeps and the comparison report read. It is written atomically when the
+run ends, whether it succeeded (``status: ok``) or failed (``status: failed`` with the error).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from lanmsff import __version__
+from lanmsff.analysis.plots import confusion_matrix_figure, group_accuracy_figure, save_figure
+from lanmsff.models.introspection import count_flops, count_params, model_size_mb
+from lanmsff.utils.config import to_plain
+from lanmsff.utils.io import atomic_write, atomic_write_json
+
+log = logging.getLogger(__name__)
+SUMMARY_FILE = "summary.json"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float().cpu().item()
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def scalar_metrics(metrics: dict[str, Any], prefixes: Sequence[str] = ("val/", "test/", "train/")) -> dict[str, float]:
+    """Plain floats of Lightning's logged metrics (NaNs dropped), sorted by name."""
+    out = {}
+    for key in sorted(metrics):
+        if key.startswith(tuple(prefixes)):
+            number = _number(metrics[key])
+            if number is not None:
+                out[key] = number
+    return out
+
+
+class RunRecorder:
+    """Context manager that writes ``summary.json`` on exit and closes the loggers, also on failure."""
+
+    def __init__(self, output_dir: str | Path, cfg: Any, *, job_type: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.loggers: list[Any] = []
+        self._start = time.perf_counter()
+        self.summary: dict[str, Any] = {
+            "status": "running",
+            "job_type": job_type,
+            "version": __version__,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "output_dir": str(self.output_dir),
+            "config": to_plain(cfg),
+            "params": None,
+            "flops": None,
+            "model_size_mb": None,
+            "metrics": {},
+            "best_ckpt": None,
+            "duration_s": None,
+        }
+
+    def __enter__(self) -> RunRecorder:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            self.summary["status"] = "ok"
+        else:
+            self.summary["status"] = "failed"
+            self.summary["error"] = f"{exc_type.__name__}: {exc}"
+            self.summary["traceback"] = "".join(traceback.format_exception(exc_type, exc, tb))[-8000:]
+        self.summary["duration_s"] = round(time.perf_counter() - self._start, 3)
+        self.write()
+        close_loggers(self.loggers, failed=exc is not None)
+        return False
+
+    def write(self) -> Path:
+        return atomic_write_json(self.output_dir / SUMMARY_FILE, self.summary)
+
+    def record_model(self, net: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
+        """Trainable parameters, FLOPs per image (torch's flop counter) and size in MiB."""
+        self.summary["params"] = count_params(net)
+        self.summary["flops"] = count_flops(net, input_shape)
+        self.summary["model_size_mb"] = round(model_size_mb(net), 4)
+
+    def record_metrics(self, metrics: dict[str, Any]) -> None:
+        self.summary["metrics"].update(scalar_metrics(metrics))
+
+    def record_test(
+        self,
+        outputs: dict[str, torch.Tensor],
+        class_names: Sequence[str],
+        group_names: Sequence[str],
+        files: Sequence[str],
+    ) -> None:
+        """Plots and per-file predictions of the test set, in the run folder."""
+        if not outputs:
+            return
+        confusion = outputs["confusion"].numpy()
+        self.summary["confusion_matrix"] = confusion.astype(int).tolist()
+        save_figure(confusion_matrix_figure(confusion, class_names), self.output_dir / "confusion_matrix.png")
+        per_group = {
+            g: self.summary["metrics"][f"test/acc_{g}"]
+            for g in group_names
+            if f"test/acc_{g}" in self.summary["metrics"]
+        }
+        if per_group:
+            overall = self.summary["metrics"].get("test/acc")
+            save_figure(group_accuracy_figure(per_group, overall=overall), self.output_dir / "accuracy_per_pose.png")
+        probs = outputs["probs"].numpy()
+        table = pd.DataFrame(
+            {
+                "file": list(files) if len(files) == len(probs) else [""] * len(probs),
+                "group": [group_names[g] if group_names else "" for g in outputs["groups"].tolist()],
+                "label": [class_names[t] for t in outputs["targets"].tolist()],
+                "predicted": [class_names[p] for p in probs.argmax(axis=1)],
+                **{f"p_{name}": np.round(probs[:, i], 6) for i, name in enumerate(class_names)},
+            }
+        )
+        atomic_write(self.output_dir / "predictions.csv", lambda f: table.to_csv(f, index=False), binary=False)
+
+
+def close_loggers(loggers: Sequence[Any], *, failed: bool = False) -> None:
+    """Finalize every logger; end the W&B run so the next Hydra job starts its own."""
+    for logger in loggers:
+        try:
+            logger.finalize("failed" if failed else "success")
+        except Exception as err:  # a logger failing to close must not hide the run's own result
+            log.warning("Closing logger %s failed: %s", type(logger).__name__, err)
+    try:
+        import wandb
+    except ImportError:  # pragma: no cover - wandb is a dependency
+        return
+    if wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
+def print_results(summary: dict[str, Any], group_names: Sequence[str], console: Console | None = None) -> None:
+    """A table of the test metrics, overall and per pose."""
+    metrics = summary.get("metrics", {})
+    table = Table(title="Test results")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [("accuracy", "test/acc"), ("macro F1", "test/f1_macro"), ("best val accuracy", "val/acc_best")]
+    rows += [(f"accuracy {g}", f"test/acc_{g}") for g in group_names]
+    for label, key in rows:
+        if key in metrics:
+            table.add_row(label, f"{100 * metrics[key]:.2f}%")
+    console = console or Console()
+    console.print(table)
+    console.print(f"Run folder: {summary.get('output_dir', '')} (summary.json, plots, checkpoints)")

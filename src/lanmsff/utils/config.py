@@ -1,0 +1,85 @@
+"""Config helpers: plain containers without secrets, and Lightning callbacks/loggers from config groups."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"^[0-9a-f]{40}$|^local-[0-9a-f]{40}$", re.IGNORECASE)  # W&B key formats
+REDACTED = "<redacted>"
+
+
+def redact(obj: Any) -> Any:
+    """Copy of a plain container with secret-looking keys and W&B-key-looking values replaced."""
+    if isinstance(obj, dict):
+        return {k: REDACTED if _SECRET_KEY.search(str(k)) else redact(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str) and _SECRET_VALUE.match(obj):
+        return REDACTED
+    return obj
+
+
+def to_plain(cfg: Any, *, resolve: bool = True) -> Any:
+    """A config as plain dicts and lists (secrets redacted), safe to log and to store in checkpoints."""
+    if OmegaConf.is_config(cfg):
+        cfg = OmegaConf.to_container(cfg, resolve=resolve, throw_on_missing=False)
+    return redact(cfg)
+
+
+def _instantiate_group(group: DictConfig | None, kind: str) -> list[Any]:
+    items = []
+    for name, conf in (group or {}).items():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            log.debug("Instantiating %s <%s>", kind, conf._target_)
+            items.append(instantiate(conf))
+        elif conf is not None:
+            raise TypeError(f"{kind} config '{name}' has no _target_")
+    return items
+
+
+def instantiate_callbacks(cfg: DictConfig | None) -> list[Any]:
+    """Every entry of the ``callbacks`` group that has a ``_target_``."""
+    return _instantiate_group(cfg, "callback")
+
+
+def wandb_has_credentials() -> bool:
+    """True when W&B can log in without asking: an API key in the environment or in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        import netrc
+
+        path = os.environ.get("NETRC", os.path.expanduser("~/.netrc"))
+        auth = netrc.netrc(path).authenticators(
+            os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1]
+        )
+        return bool(auth and auth[2])
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def instantiate_loggers(cfg: DictConfig | None) -> list[Any]:
+    """Every entry of the ``logger`` group; W&B goes offline by itself when no API key is configured."""
+    if cfg and "wandb" in cfg and cfg.wandb is not None:
+        os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("WANDB_CONSOLE", "off")
+        if os.environ.get("WANDB_MODE") not in ("offline", "disabled") and not wandb_has_credentials():
+            os.environ["WANDB_MODE"] = "offline"
+            log.warning(
+                "W&B: no API key configured, logging offline to %s; upload later with: wandb sync <run dir>",
+                cfg.wandb.get("save_dir", "wandb/"),
+            )
+        if os.environ.get("WANDB_MODE") == "offline":
+            cfg = cfg.copy()
+            with open_dict(cfg):
+                cfg.wandb.offline = True
+    return _instantiate_group(cfg, "logger")

@@ -1,0 +1,56 @@
+"""Shared fixtures: small generated KDEF-layout trees and Hydra config composition."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+os.environ.setdefault("LANMSFF_QUIET", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic KDEF tree with 4 people (280 images), shared by the whole session."""
+    from lanmsff.data.synthetic import generate
+
+    out = tmp_path_factory.mktemp("kdef_tiny")
+    generate(out, identities=4, seed=0, workers=2)
+    return out
+
+
+def compose_config(name: str, overrides: list[str], tmp_path: Path) -> DictConfig:
+    """Compose a config of ``conf/`` as the CLI would, with every path inside ``tmp_path``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=False)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(tmp_path)
+        cfg.paths.data_dir = str(tmp_path / "data")
+        cfg.paths.log_dir = str(tmp_path / "logs")
+        cfg.paths.cache_dir = str(tmp_path / "cache")
+        cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+def run_script(script: str, *args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``train.py`` / ``eval.py`` as a user would, with logs under ``cwd``."""
+    env = {**os.environ, "LANMSFF_ROOT": str(cwd), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
