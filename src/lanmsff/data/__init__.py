@@ -1,0 +1,21 @@
+"""Data: KDEF indexing and protocols, preprocessing, augmentation, the synthetic generator, data modules."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "FaceDataset": "lanmsff.data.datamodule",
+    "FERDataModule": "lanmsff.data.datamodule",
+    "KDEFDataModule": "lanmsff.data.datamodule",
+    "SyntheticKDEFDataModule": "lanmsff.data.datamodule",
+}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `python -m lanmsff.data.synthetic` does not import itself twice.
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lanmsff.data' has no attribute {name!r}")

@@ -1,0 +1,234 @@
+"""Lightning data modules: faces held in memory as uint8 arrays, augmented per sample.
+
+Every sample is ``(image, label, group)``: a float tensor ``(1, S, S)`` in [0, 1], the class index,
+and the index of its group in ``group_names`` (the KDEF camera angle), so that metrics can be
+reported per pose.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lanmsff.data.faces import KDEF_FACE_BOXES, preprocess_many
+from lanmsff.data.kdef import index_kdef
+from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
+from lanmsff.data.splits import make_split, validate_protocol
+from lanmsff.data.synthetic import generate
+from lanmsff.data.transforms import check_augment, offline_expand, train_transform
+from lanmsff.errors import ConfigError, check_choice
+
+log = logging.getLogger(__name__)
+
+
+class FaceDataset(Dataset):
+    """Faces in a uint8 array ``(N, S, S)`` with labels and group indices."""
+
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, transform: Callable | None = None
+    ) -> None:
+        self.images, self.labels, self.groups, self.transform = images, labels, groups, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        image = self.images[i]
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        x = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0).unsqueeze(0)
+        return x, int(self.labels[i]), int(self.groups[i])
+
+
+class FERDataModule(pl.LightningDataModule):
+    """Shared machinery: augmentation, loaders and dataset description. Subclasses fill the arrays."""
+
+    class_names: tuple[str, ...] = EXPRESSION_NAMES
+    group_names: tuple[str, ...] = ()
+    in_channels = 1
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 64,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.image_size, self.batch_size, self.num_workers, self.seed = image_size, batch_size, num_workers, seed
+        self.augment = {"mode": "online", **(augment or {})}
+        check_augment(self.augment["mode"])
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size} must be at least 1")
+        self.data_train: FaceDataset | None = None
+        self.data_val: FaceDataset | None = None
+        self.data_test: FaceDataset | None = None
+        self.test_files: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _set_datasets(
+        self,
+        train: tuple[np.ndarray, np.ndarray, np.ndarray],
+        val: tuple[np.ndarray, np.ndarray, np.ndarray],
+        test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        options = {k: v for k, v in self.augment.items() if k != "mode"}
+        mode = self.augment["mode"]
+        transform = train_transform(self.image_size, **options) if mode == "online" else None
+        if mode == "offline_4x":
+            images, labels, groups = train
+            train = (offline_expand(images, seed=self.seed, **options), np.repeat(labels, 4), np.repeat(groups, 4))
+        for name, part in (("train", train), ("val", val), ("test", test)):
+            if len(part[0]) == 0:
+                raise ConfigError(f"the {name} split is empty; check data.root, data.angles and the protocol settings")
+        self.data_train = FaceDataset(*train, transform=transform)
+        self.data_val = FaceDataset(*val)
+        self.data_test = FaceDataset(*test)
+
+    def _loader(self, dataset: Dataset | None, *, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("call setup() before requesting a data loader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.data_train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.data_val, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.data_test, shuffle=False)
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes of the splits, for logs and ``summary.json``."""
+        return {
+            "train": len(self.data_train or ()),
+            "val": len(self.data_val or ()),
+            "test": len(self.data_test or ()),
+            "classes": list(self.class_names),
+            "groups": list(self.group_names),
+        }
+
+
+class KDEFDataModule(FERDataModule):
+    """KDEF (or a synthetic tree in its layout) with the protocols of :mod:`lanmsff.data.splits`.
+
+    Args:
+        root: a KDEF copy: the folder holding ``KDEF_and_AKDEF``, that folder, or its ``KDEF`` folder.
+        image_size: side of the square grayscale input.
+        face_crop: cut the face out of the studio frame before resizing (``False`` = whole image).
+        protocol, num_folds, fold, seed, val_fraction, train_angles, test_angles: see
+            :func:`lanmsff.data.splits.make_split`.
+        angles: keep only these camera angles (e.g. ``[S]`` for frontal only); ``None`` keeps all.
+        batch_size, num_workers, augment: loader and augmentation settings.
+    """
+
+    group_names = ANGLES
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        image_size: int = 64,
+        face_crop: bool = True,
+        protocol: str = "stratified",
+        num_folds: int = 10,
+        fold: int = 0,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        angles: Sequence[str] | None = None,
+        train_angles: Sequence[str] | None = None,
+        test_angles: Sequence[str] | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        augment: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(image_size=image_size, batch_size=batch_size, num_workers=num_workers, seed=seed, augment=augment)
+        self.root = Path(root)
+        self.face_crop = face_crop
+        self.protocol, self.num_folds, self.fold, self.val_fraction = protocol, num_folds, fold, val_fraction
+        self.angles = list(angles) if angles else None
+        self.train_angles = list(train_angles) if train_angles else None
+        self.test_angles = list(test_angles) if test_angles else None
+        for angle in self.angles or ():
+            check_choice("data.angles", angle, ANGLES)
+        validate_protocol(protocol, num_folds, fold, val_fraction, self.train_angles, self.test_angles)
+        if image_size < 8:
+            raise ConfigError(f"data.image_size={image_size} is too small")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data_train is not None:
+            return
+        index = index_kdef(self.root)
+        if index.skipped:
+            log.warning("KDEF index: %d files skipped, e.g. %s", len(index.skipped), index.skipped[0])
+        records = [r for r in index.records if self.angles is None or r.name.angle in self.angles]
+        if not records:
+            raise ConfigError(f"no usable KDEF images under {index.root} for data.angles={self.angles}")
+        names = [r.name for r in records]
+        split = make_split(
+            names,
+            protocol=self.protocol,
+            num_folds=self.num_folds,
+            fold=self.fold,
+            seed=self.seed,
+            val_fraction=self.val_fraction,
+            train_angles=self.train_angles,
+            test_angles=self.test_angles,
+        )
+        used = np.unique(np.concatenate([split.train, split.val, split.test]))
+        position = {int(i): k for k, i in enumerate(used)}
+        faces = preprocess_many(
+            [index.root / records[i].path for i in used],
+            self.image_size,
+            boxes=[KDEF_FACE_BOXES[records[i].name.angle] for i in used] if self.face_crop else None,
+        )
+        labels = np.array([n.label for n in names], np.int64)
+        groups = np.array([n.angle_index for n in names], np.int64)
+
+        def part(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows = np.array([position[int(i)] for i in indices], np.int64)
+            return faces[rows] if len(rows) else faces[:0], labels[indices], groups[indices]
+
+        self._set_datasets(part(split.train), part(split.val), part(split.test))
+        self.test_files = [records[i].path for i in split.test]
+        self.subjects = {
+            name: sorted({records[i].subject for i in getattr(split, name)}) for name in ("train", "val", "test")
+        }
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(protocol=self.protocol, fold=self.fold, num_folds=self.num_folds, root=str(self.root))
+        if hasattr(self, "subjects"):
+            info["subjects"] = {k: len(v) for k, v in self.subjects.items()}
+        return info
+
+
+class SyntheticKDEFDataModule(KDEFDataModule):
+    """:class:`KDEFDataModule` on a generated tree, written on first use (see :mod:`lanmsff.data.synthetic`)."""
+
+    def __init__(self, root: str | Path, *, identities: int = 20, generator_seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.identities, self.generator_seed = identities, generator_seed
+
+    def prepare_data(self) -> None:
+        generate(self.root, self.identities, seed=self.generator_seed)
