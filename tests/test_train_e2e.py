@@ -57,6 +57,7 @@ def test_summary_is_complete(trained_run: dict) -> None:
     summary, run = trained_run["summary"], trained_run["run"]
     assert summary["status"] == "ok"
     assert summary["params"] > 0 and 1e6 < summary["flops"] < 6e8
+    assert 0 < summary["model_size_mb"] < 1.5
     for key in ["test/acc", "test/f1_macro", "val/acc_best", *(f"test/acc_{a}" for a in ("FL", "HL", "S", "HR", "FR"))]:
         assert 0.0 <= summary["metrics"][key] <= 1.0, key
     assert summary["config"]["data"]["identities"] == 8

@@ -54,7 +54,8 @@ def build_module(cfg: DictConfig, datamodule: FERDataModule) -> FERModule:
 
 
 def _log_hyperparams(loggers: list[Any], run: RunRecorder) -> None:
-    params = {**run.summary["config"], "params": run.summary["params"], "flops": run.summary["flops"]}
+    cost = {key: run.summary[key] for key in ("params", "flops", "model_size_mb")}
+    params = {**run.summary["config"], **cost}
     for logger in loggers:
         logger.log_hyperparams(params)
 

@@ -1,0 +1,106 @@
+"""Parameters and FLOPs per block of any model config.
+
+    python -m lanmsff.models.summary model=lanmsff
+    python -m lanmsff.models.summary model=resnet18 data.image_size=96 --num-classes 8
+
+Arguments are Hydra overrides of ``conf/train.yaml``; FLOPs come from ``torch.utils.flop_counter``
+(a multiply-add is two FLOPs) for one image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from lanmsff.errors import EXIT_USER_ERROR, UserError
+from lanmsff.models.introspection import count_flops, count_params, model_size_mb
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    params: int
+    flops: int
+
+
+def find_conf_dir() -> Path:
+    """The project's ``conf/``: ``$LANMSFF_CONF``, the source checkout's, or ``./conf``."""
+    candidates = [os.environ.get("LANMSFF_CONF"), Path(__file__).resolve().parents[3] / "conf", Path.cwd() / "conf"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "train.yaml").is_file():
+            return Path(candidate).resolve()
+    raise UserError("cannot find the project's conf/ folder; run from the repository root or set LANMSFF_CONF")
+
+
+def model_choices(conf: Path) -> list[str]:
+    return sorted(p.stem for p in (conf / "model").glob("*.yaml"))
+
+
+def _rows_of(model: nn.Module, flops: dict[str, int], prefix: str, depth: int) -> list[Row]:
+    rows = []
+    for name, child in model.named_children():
+        path = f"{prefix}.{name}"
+        expand = depth > 0 and isinstance(child, nn.ModuleList | nn.ModuleDict) and len(child) > 1
+        if expand:
+            rows += _rows_of(child, flops, path, depth - 1)
+        else:
+            label = path.split(".", 1)[1]
+            rows.append(Row(label, count_params(child), flops.get(path, 0)))
+    return rows
+
+
+def block_rows(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Row], int]:
+    """One row per top-level block (lists of blocks expanded one level), and the total FLOPs."""
+    total, flops = count_flops(model, input_shape, per_module=True)
+    return _rows_of(model, flops, type(model).__name__, depth=1), total
+
+
+def build_from_overrides(overrides: list[str], num_classes: int) -> tuple[nn.Module, str, int]:
+    conf = find_conf_dir()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=overrides)
+    except HydraException as err:
+        choices = ", ".join(model_choices(conf))
+        raise UserError(f"{str(err).splitlines()[0]}; available models: {choices}") from None
+    image_size = int(OmegaConf.select(cfg, "data.image_size", default=64))
+    net = instantiate(cfg.model.net, num_classes=num_classes, in_channels=1, image_size=image_size)
+    return net, str(cfg.model.get("name", "model")), image_size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lanmsff.models.summary", description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=lanmsff_fuse_4")
+    parser.add_argument("--num-classes", type=int, default=7)
+    args = parser.parse_args(argv)
+    try:
+        net, name, size = build_from_overrides(args.overrides, args.num_classes)
+    except (UserError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    rows, total = block_rows(net, (1, size, size))
+    table = Table(title=f"{name}: 1x{size}x{size} input, {args.num_classes} classes")
+    for column in ("block", "params", "GFLOPs", "share"):
+        table.add_column(column, justify="left" if column == "block" else "right")
+    for row in rows:
+        table.add_row(row.name, f"{row.params:,}", f"{row.flops / 1e9:.4f}", f"{row.flops / max(total, 1):.1%}")
+    table.add_row("total", f"{count_params(net):,}", f"{total / 1e9:.4f}", "100.0%", style="bold")
+    console = Console()
+    console.print(table)
+    console.print(f"size {model_size_mb(net):.2f} MiB (parameters and buffers, float32)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
