@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,10 +135,15 @@ def test_unknown_timm_architecture() -> None:
 
 
 def test_pretrained_without_network_fails_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(UserError, match="could not load pretrained weights for mobilenetv3_small_100"):
+    from huggingface_hub import constants
+
+    import lanmsff.models.baselines as baselines
+
+    monkeypatch.setattr(baselines, "hub_reachable", lambda timeout=3.0: False)  # a machine without network
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # and nothing cached
+    with pytest.raises(UserError, match="could not load pretrained weights for mobilenetv3_small_100: the Hugging"):
         timm_model("mobilenetv3_small_100", pretrained=True)
+    assert constants.HF_HUB_OFFLINE is False or os.environ.get("HF_HUB_OFFLINE")  # restored afterwards
 
 
 def test_baselines_take_one_channel() -> None:

@@ -10,6 +10,8 @@ _LAZY = {
     "FERDataModule": "lanmsff.data.datamodule",
     "KDEFDataModule": "lanmsff.data.datamodule",
     "SyntheticKDEFDataModule": "lanmsff.data.datamodule",
+    "FER2013DataModule": "lanmsff.data.fer",
+    "FERPlusDataModule": "lanmsff.data.fer",
 }
 __all__ = list(_LAZY)
 

@@ -8,6 +8,7 @@ reported per pose.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lanmsff.data.faces import KDEF_FACE_BOXES, preprocess_many
-from lanmsff.data.kdef import index_kdef
+from lanmsff.data.cache import preprocess_records
+from lanmsff.data.faces import DEFAULT_MARGIN, normalise_crop_mode
+from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
-from lanmsff.data.splits import make_split, validate_protocol
+from lanmsff.data.splits import PAPER_WARNING, Split, make_split, validate_protocol
 from lanmsff.data.synthetic import generate
 from lanmsff.data.transforms import check_augment, offline_expand, train_transform
 from lanmsff.errors import ConfigError, check_choice
@@ -135,7 +137,10 @@ class KDEFDataModule(FERDataModule):
     Args:
         root: a KDEF copy: the folder holding ``KDEF_and_AKDEF``, that folder, or its ``KDEF`` folder.
         image_size: side of the square grayscale input.
-        face_crop: cut the face out of the studio frame before resizing (``False`` = whole image).
+        face_crop: ``detect`` / ``true`` (Haar cascades, fixed per-angle box as fallback), ``box``
+            (always the fixed box), ``none`` / ``false`` (whole image); see :mod:`lanmsff.data.faces`.
+        face_margin: growth of a detected face box on every side, as a fraction of its side.
+        cache_dir: where preprocessed faces are cached (``None`` = no cache).
         protocol, num_folds, fold, seed, val_fraction, train_angles, test_angles: see
             :func:`lanmsff.data.splits.make_split`.
         angles: keep only these camera angles (e.g. ``[S]`` for frontal only); ``None`` keeps all.
@@ -149,7 +154,9 @@ class KDEFDataModule(FERDataModule):
         root: str | Path,
         *,
         image_size: int = 64,
-        face_crop: bool = True,
+        face_crop: str | bool = "detect",
+        face_margin: float = DEFAULT_MARGIN,
+        cache_dir: str | Path | None = None,
         protocol: str = "stratified",
         num_folds: int = 10,
         fold: int = 0,
@@ -164,7 +171,8 @@ class KDEFDataModule(FERDataModule):
     ) -> None:
         super().__init__(image_size=image_size, batch_size=batch_size, num_workers=num_workers, seed=seed, augment=augment)
         self.root = Path(root)
-        self.face_crop = face_crop
+        self.face_crop, self.face_margin = normalise_crop_mode(face_crop), face_margin
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         self.protocol, self.num_folds, self.fold, self.val_fraction = protocol, num_folds, fold, val_fraction
         self.angles = list(angles) if angles else None
         self.train_angles = list(train_angles) if train_angles else None
@@ -174,52 +182,71 @@ class KDEFDataModule(FERDataModule):
         validate_protocol(protocol, num_folds, fold, val_fraction, self.train_angles, self.test_angles)
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small")
+        self.index: KDEFIndex | None = None
+        self.crop_counts: dict[str, int] = {}
+
+    def split(self) -> tuple[KDEFIndex, list[KDEFRecord], Split]:
+        """Index the copy and split it (file names only, no decoding); records are those of the angles used."""
+        index = index_kdef(self.root)
+        records = [r for r in index.records if self.angles is None or r.name.angle in self.angles]
+        if not records:
+            raise ConfigError(f"no usable KDEF images under {index.root} for data.angles={self.angles}")
+        if self.protocol == "paper":
+            log.warning(PAPER_WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            split = make_split(
+                [r.name for r in records],
+                protocol=self.protocol,
+                num_folds=self.num_folds,
+                fold=self.fold,
+                seed=self.seed,
+                val_fraction=self.val_fraction,
+                train_angles=self.train_angles,
+                test_angles=self.test_angles,
+            )
+        return index, records, split
 
     def setup(self, stage: str | None = None) -> None:
         if self.data_train is not None:
             return
-        index = index_kdef(self.root)
+        index, records, split = self.split()
+        faces = preprocess_records(
+            index.root, index.records, image_size=self.image_size, mode=self.face_crop,
+            margin=self.face_margin, cache_dir=self.cache_dir,
+        )
+        index.drop(faces.failures)
         if index.skipped:
-            log.warning("KDEF index: %d files skipped, e.g. %s", len(index.skipped), index.skipped[0])
-        records = [r for r in index.records if self.angles is None or r.name.angle in self.angles]
-        if not records:
-            raise ConfigError(f"no usable KDEF images under {index.root} for data.angles={self.angles}")
-        names = [r.name for r in records]
-        split = make_split(
-            names,
-            protocol=self.protocol,
-            num_folds=self.num_folds,
-            fold=self.fold,
-            seed=self.seed,
-            val_fraction=self.val_fraction,
-            train_angles=self.train_angles,
-            test_angles=self.test_angles,
-        )
-        used = np.unique(np.concatenate([split.train, split.val, split.test]))
-        position = {int(i): k for k, i in enumerate(used)}
-        faces = preprocess_many(
-            [index.root / records[i].path for i in used],
-            self.image_size,
-            boxes=[KDEF_FACE_BOXES[records[i].name.angle] for i in used] if self.face_crop else None,
-        )
-        labels = np.array([n.label for n in names], np.int64)
-        groups = np.array([n.angle_index for n in names], np.int64)
+            log.warning("KDEF: %d files skipped, e.g. %s (run lanmsff-data check for the list)", len(index.skipped), index.skipped[0])
+        for item in index.renamed:
+            log.info("KDEF: %s used as %s", item["file"], item["as"])
+        self.crop_counts = faces.crop_counts()
+        if self.face_crop == "detect":
+            log.info("Face crops: %s (box = fallback when no face was detected)", self.crop_counts)
 
         def part(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            rows = np.array([position[int(i)] for i in indices], np.int64)
-            return faces[rows] if len(rows) else faces[:0], labels[indices], groups[indices]
+            kept = [records[i] for i in indices if records[i].path not in faces.failures]
+            rows = faces.rows([r.path for r in kept])
+            labels = np.array([r.name.label for r in kept], np.int64)
+            groups = np.array([r.name.angle_index for r in kept], np.int64)
+            return faces.images[rows], labels, groups
 
         self._set_datasets(part(split.train), part(split.val), part(split.test))
-        self.test_files = [records[i].path for i in split.test]
+        test = [records[i] for i in split.test if records[i].path not in faces.failures]
+        self.test_files = [r.path for r in test]
         self.subjects = {
             name: sorted({records[i].subject for i in getattr(split, name)}) for name in ("train", "val", "test")
         }
+        self.index = index
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(protocol=self.protocol, fold=self.fold, num_folds=self.num_folds, root=str(self.root))
-        if hasattr(self, "subjects"):
+        if self.index is not None:
             info["subjects"] = {k: len(v) for k, v in self.subjects.items()}
+            info["skipped"] = len(self.index.skipped)
+            info["renamed"] = len(self.index.renamed)
+            info["face_crops"] = self.crop_counts
         return info
 
 

@@ -8,8 +8,12 @@ clear message (after a short timeout, never a hang) when they cannot be fetched.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlparse
 
 import timm
 from torch import nn
@@ -25,6 +29,30 @@ BASELINES = {
     "mobilenetv4_small": "mobilenetv4_conv_small",
 }
 _HUB_TIMEOUT_S = "10"
+_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hugging Face hub opens within ``timeout`` seconds."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Make huggingface_hub use its local cache only (it reads HF_HUB_OFFLINE once, at import)."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = previous or offline
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def timm_model(
@@ -55,11 +83,14 @@ def timm_model(
         return timm.create_model(model_name, pretrained=False, **build)
     for key in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
         os.environ.setdefault(key, _HUB_TIMEOUT_S)
+    online = hub_reachable()
     try:
-        return timm.create_model(model_name, pretrained=True, **build)
+        with _hub_offline(not online):  # unreachable hub: fail at once unless the weights are cached
+            return timm.create_model(model_name, pretrained=True, **build)
     except Exception as err:
+        where = "the Hugging Face hub is not reachable and the" if not online else "the"
         raise UserError(
-            f"model.net.pretrained=true: could not load pretrained weights for {model_name} "
-            f"({type(err).__name__}: {str(err)[:300]}). Without network access use model.net.pretrained=false "
-            "(the default), or fill the Hugging Face cache (HF_HOME) with the weights beforehand."
+            f"model.net.pretrained=true: could not load pretrained weights for {model_name}: {where} weights "
+            f"could not be fetched ({type(err).__name__}: {str(err)[:200]}). Use model.net.pretrained=false "
+            "(the default), or put the weights into the Hugging Face cache (HF_HOME) beforehand."
         ) from None

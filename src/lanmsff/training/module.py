@@ -145,7 +145,7 @@ class FERModule(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> dict[str, float]:
         values = {f"{stage}/{k}": v for k, v in getattr(self, f"{stage}_metrics").compute().items()}
-        group_acc = getattr(self, f"{stage}_group_acc").compute()
+        group_acc = getattr(self, f"{stage}_group_acc").compute().reshape(-1)  # 0-d when there is one group
         for name, acc in zip(self.group_names, group_acc, strict=False):
             if not torch.isnan(acc):
                 values[f"{stage}/acc_{name}"] = acc

@@ -1,0 +1,145 @@
+"""Preprocessing KDEF once: faces decoded, cropped and resized by worker processes, kept in a cache file.
+
+The cache file ``<cache_dir>/kdef_<key>.npz`` holds the uint8 faces, the relative path and crop
+method of each, and the files that failed with their reasons. Its key hashes the file list (paths,
+sizes, modification times), the preprocessing parameters and :data:`CACHE_VERSION`, so any change of
+an input or a parameter builds a new file. A cache file that cannot be read, or whose stored key or
+shapes disagree, is rebuilt with a message and never trusted. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lanmsff.data.faces import DEFAULT_MARGIN, FaceDetector, UnreadableImage, preprocess_file
+from lanmsff.data.kdef import KDEFRecord
+from lanmsff.utils.io import atomic_write
+from lanmsff.utils.progress import track
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+_IN_PROCESS_BELOW = 64  # files; fewer are not worth starting worker processes
+
+
+@dataclass
+class FaceArray:
+    """Preprocessed faces of a list of records, and the files that could not be used."""
+
+    images: np.ndarray  # (N, S, S) uint8, aligned with paths
+    paths: list[str]
+    methods: list[str]
+    failures: dict[str, str]
+
+    def rows(self, paths: Sequence[str]) -> np.ndarray:
+        """Row indices of ``paths`` in :attr:`images`."""
+        position = {p: i for i, p in enumerate(self.paths)}
+        return np.array([position[p] for p in paths], dtype=np.int64)
+
+    def crop_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.methods).items()))
+
+
+def cache_key(root: Path, records: Sequence[KDEFRecord], params: dict) -> str:
+    """Hash of the inputs (path, size, mtime of every file) and the preprocessing parameters."""
+    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "params": params}, sort_keys=True).encode())
+    for record in records:
+        stat = (root / record.path).stat()
+        digest.update(f"{record.path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+_DETECTOR: FaceDetector | None = None
+
+
+def _work(job: tuple[str, str, int, str, float]) -> tuple[np.ndarray | None, str]:
+    global _DETECTOR
+    path, angle, image_size, mode, margin = job
+    if mode == "detect" and _DETECTOR is None:
+        _DETECTOR = FaceDetector()
+    try:
+        return preprocess_file(path, image_size, angle=angle, mode=mode, margin=margin, detector=_DETECTOR)
+    except UnreadableImage as err:
+        return None, str(err)
+
+
+def _build(root: Path, records: Sequence[KDEFRecord], image_size: int, mode: str, margin: float, workers: int) -> FaceArray:
+    jobs = [(str(root / r.path), r.name.angle, image_size, mode, margin) for r in records]
+    description = f"Preprocessing {len(jobs)} faces"
+    if workers > 1 and len(jobs) >= _IN_PROCESS_BELOW:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(track(pool.map(_work, jobs, chunksize=16), total=len(jobs), description=description))
+    else:
+        results = list(track(map(_work, jobs), total=len(jobs), description=description))
+    images, paths, methods, failures = [], [], [], {}
+    for record, (image, note) in zip(records, results, strict=True):
+        if image is None:
+            failures[record.path] = note
+        else:
+            images.append(image)
+            paths.append(record.path)
+            methods.append(note)
+    stacked = np.stack(images) if images else np.empty((0, image_size, image_size), np.uint8)
+    return FaceArray(stacked, paths, methods, failures)
+
+
+def _save(path: Path, key: str, faces: FaceArray) -> None:
+    arrays = {
+        "key": np.array(key),
+        "images": faces.images,
+        "paths": np.array(faces.paths, dtype=str),
+        "methods": np.array(faces.methods, dtype=str),
+        "failed_paths": np.array(list(faces.failures), dtype=str),
+        "failed_reasons": np.array(list(faces.failures.values()), dtype=str),
+    }
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _load(path: Path, key: str, image_size: int) -> FaceArray:
+    with np.load(path, allow_pickle=False) as data:
+        if str(data["key"]) != key:
+            raise ValueError("its key does not match its name")
+        images = data["images"]
+        paths, methods = data["paths"].tolist(), data["methods"].tolist()
+        failures = dict(zip(data["failed_paths"].tolist(), data["failed_reasons"].tolist(), strict=True))
+    if images.dtype != np.uint8 or images.shape[1:] != (image_size, image_size) or len(images) != len(paths):
+        raise ValueError(f"unexpected array {images.dtype} {images.shape}")
+    return FaceArray(images, paths, methods, failures)
+
+
+def preprocess_records(
+    root: Path,
+    records: Sequence[KDEFRecord],
+    *,
+    image_size: int = 64,
+    mode: str = "detect",
+    margin: float = DEFAULT_MARGIN,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+) -> FaceArray:
+    """Faces for ``records`` (paths relative to ``root``), from the cache when it is valid."""
+    workers = workers or len(os.sched_getaffinity(0))
+    params = {"image_size": image_size, "mode": mode, "margin": margin if mode == "detect" else None}
+    key = cache_key(root, records, params)
+    path = Path(cache_dir) / f"kdef_{key[:24]}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        try:
+            faces = _load(path, key, image_size)
+            log.info("Loaded %d preprocessed faces from cache %s", len(faces.paths), path)
+            return faces
+        except Exception as err:  # corrupt, truncated, or written by another version
+            log.warning("Cache file %s cannot be trusted (%s); rebuilding it", path, err)
+    faces = _build(root, records, image_size, mode, margin, workers)
+    if path is not None:
+        _save(path, key, faces)
+        log.info("Wrote preprocessed faces to cache %s", path)
+    return faces

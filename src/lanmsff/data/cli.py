@@ -1,0 +1,123 @@
+"""``lanmsff-data``: inspect a KDEF copy and the splits the protocols make of it.
+
+    lanmsff-data check ROOT [--json]          what was found, skipped and renamed (decodes every image)
+    lanmsff-data splits ROOT --protocol subject --num-folds 10 --fold 3 [--json]
+
+Exit status: 0 on success, 2 when nothing usable was found or an argument is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from lanmsff.data.cache import preprocess_records
+from lanmsff.data.datamodule import KDEFDataModule
+from lanmsff.data.faces import DEFAULT_MARGIN, FACE_CROP_MODES
+from lanmsff.data.kdef import index_kdef
+from lanmsff.data.splits import PROTOCOLS
+from lanmsff.errors import EXIT_USER_ERROR, UserError
+
+
+def check(root: str, *, face_crop: str, cache_dir: str | None, as_json: bool) -> int:
+    index = index_kdef(root)
+    faces = preprocess_records(index.root, index.records, mode=face_crop, margin=DEFAULT_MARGIN, cache_dir=cache_dir)
+    index.drop(faces.failures)
+    report = {**index.report(), "face_crops": faces.crop_counts()}
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    return 0 if report["images"] else EXIT_USER_ERROR
+
+
+def _print_report(report: dict) -> None:
+    console = Console(soft_wrap=True)
+    console.print(f"[bold]{report['root']}[/]: {report['images']} usable images of {report['subjects']} subjects")
+    table = Table(title="Images per angle and expression")
+    for key in ("per_angle", "per_expression"):
+        table.add_column(key.replace("_", " "))
+        table.add_column("n", justify="right")
+    angles, expressions = list(report["per_angle"].items()), list(report["per_expression"].items())
+    for i in range(max(len(angles), len(expressions))):
+        a = angles[i] if i < len(angles) else ("", "")
+        e = expressions[i] if i < len(expressions) else ("", "")
+        table.add_row(a[0], str(a[1]), e[0], str(e[1]))
+    console.print(table)
+    console.print(f"face crops: {report['face_crops']}")
+    for item in report["renamed"]:
+        console.print(f"renamed: {item['file']} -> {item['as']}")
+    for item in report["skipped"]:
+        console.print(f"skipped: {item['file']}: {item['reason']}")
+    if not report["images"]:
+        console.print("[red]no usable image found[/]")
+
+
+def splits(args: argparse.Namespace) -> int:
+    datamodule = KDEFDataModule(
+        args.root,
+        protocol=args.protocol,
+        num_folds=args.num_folds,
+        fold=args.fold,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        angles=args.angles,
+        train_angles=args.train_angles,
+        test_angles=args.test_angles,
+    )
+    _, records, split = datamodule.split()
+    parts = {name: sorted(records[i].path for i in getattr(split, name)) for name in ("train", "val", "test")}
+    if args.json:
+        print(json.dumps(parts, indent=2))
+        return 0
+    for name, files in parts.items():
+        subjects = sorted({records[i].subject for i in getattr(split, name)})
+        print(f"{name}: {len(files)} images, {len(subjects)} subjects: {' '.join(subjects)}")
+    return 0
+
+
+def _angles(text: str) -> list[str]:
+    return [a.strip().upper() for a in text.split(",") if a.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lanmsff-data", description="Inspect a KDEF copy and its splits.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    checker = commands.add_parser("check", help="count usable images, list skipped and renamed files")
+    checker.add_argument("root", help="KDEF_and_AKDEF, its KDEF folder, or the folder holding it")
+    checker.add_argument("--json", action="store_true", help="print one JSON object")
+    checker.add_argument("--face-crop", choices=FACE_CROP_MODES, default="detect")
+    checker.add_argument("--cache-dir", default=None, help="reuse/write the preprocessing cache here")
+    splitter = commands.add_parser("splits", help="print the train/val/test assignment of a protocol")
+    splitter.add_argument("root")
+    splitter.add_argument("--protocol", choices=PROTOCOLS, default="stratified")
+    splitter.add_argument("--num-folds", type=int, default=10)
+    splitter.add_argument("--fold", type=int, default=0)
+    splitter.add_argument("--seed", type=int, default=42)
+    splitter.add_argument("--val-fraction", type=float, default=0.1)
+    splitter.add_argument("--angles", type=_angles, default=None, help="e.g. S,HL,HR")
+    splitter.add_argument("--train-angles", type=_angles, default=None, help="cross_pose, e.g. S,HL,HR")
+    splitter.add_argument("--test-angles", type=_angles, default=None, help="cross_pose, e.g. FL,FR")
+    splitter.add_argument("--json", action="store_true", help="print {train: [...], val: [...], test: [...]}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return check(args.root, face_crop=args.face_crop, cache_dir=args.cache_dir, as_json=args.json)
+        return splits(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
