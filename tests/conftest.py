@@ -43,9 +43,11 @@ def compose_config(name: str, overrides: list[str], tmp_path: Path) -> DictConfi
     return cfg
 
 
-def run_script(script: str, *args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *args: str, cwd: Path, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``train.py`` / ``eval.py`` as a user would, with logs under ``cwd``."""
-    env = {**os.environ, "LANMSFF_ROOT": str(cwd), "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "LANMSFF_ROOT": str(cwd), "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd,

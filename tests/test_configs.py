@@ -24,7 +24,18 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_options() -> None:
-    for group in ("data", "model", "trainer", "logger", "callbacks", "paths", "hydra", "debug", "experiment"):
+    for group in (
+        "data",
+        "model",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+        "hydra",
+        "debug",
+        "experiment",
+        "hparams_search",
+    ):
         assert options(group), group
 
 
@@ -100,3 +111,28 @@ def test_debug_configs_compose(option: str, tmp_path: Path) -> None:
 def test_eval_config_composes(tmp_path: Path) -> None:
     cfg = compose_config("eval", ["ckpt_path=some.ckpt"], tmp_path)
     assert cfg.ckpt_path == "some.ckpt" and cfg.task_name == "eval"
+
+
+@pytest.mark.parametrize("option", options("hparams_search"))
+def test_hparams_search_configs_compose(option: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"hparams_search={option}"], tmp_path)
+    assert cfg.optimized_metric.startswith("val/")  # never a test metric
+
+
+@pytest.mark.parametrize("option", options("cross_pose"))
+def test_cross_pose_directions_are_disjoint(option: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", ["experiment=kdef_cross_pose", f"cross_pose={option}"], tmp_path)
+    assert not set(cfg.data.train_angles) & set(cfg.data.test_angles)
+    assert cfg.data.protocol == "cross_pose" and cfg.direction == option
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "local"])
+def test_launcher_configs_compose(launcher: str) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert "submitit" in cfg.hydra.launcher._target_.lower()
+    assert cfg.hydra.launcher.timeout_min > 0

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.table import Table
 
@@ -56,13 +57,18 @@ class RunRecorder:
         self.output_dir = Path(output_dir)
         self.loggers: list[Any] = []
         self._start = time.perf_counter()
+        plain = to_plain(cfg)
         self.summary: dict[str, Any] = {
             "status": "running",
             "job_type": job_type,
+            "study": plain.get("task_name"),
+            "variant": plain.get("variant") or (plain.get("model") or {}).get("name"),
+            "fold": (plain.get("data") or {}).get("fold"),
+            "seed": plain.get("seed"),
             "version": __version__,
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "output_dir": str(self.output_dir),
-            "config": to_plain(cfg),
+            "config": plain,
             "params": None,
             "flops": None,
             "model_size_mb": None,
@@ -86,7 +92,10 @@ class RunRecorder:
         close_loggers(self.loggers, failed=exc is not None)
         return False
 
-    def write(self) -> Path:
+    def write(self) -> Path | None:
+        """Write ``summary.json`` atomically, once per run: only the process of global rank 0 writes."""
+        if rank_zero_only.rank != 0:
+            return None
         return atomic_write_json(self.output_dir / SUMMARY_FILE, self.summary)
 
     def record_model(self, net: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
@@ -130,6 +139,18 @@ class RunRecorder:
             }
         )
         atomic_write(self.output_dir / "predictions.csv", lambda f: table.to_csv(f, index=False), binary=False)
+        self._log_test_to_wandb(per_group)
+
+    def _log_test_to_wandb(self, per_group: dict[str, float]) -> None:
+        """The confusion matrix as an image, per-pose accuracy as a table, cost in the run summary."""
+        for logger in self.loggers:
+            if type(logger).__name__ != "WandbLogger":
+                continue
+            logger.log_image(key="test/confusion_matrix", images=[str(self.output_dir / "confusion_matrix.png")])
+            if per_group:
+                rows = [[group, value] for group, value in per_group.items()]
+                logger.log_table(key="test/accuracy_per_pose", columns=["pose", "accuracy"], data=rows)
+            logger.experiment.summary.update({k: self.summary[k] for k in ("params", "flops", "model_size_mb")})
 
 
 def close_loggers(loggers: Sequence[Any], *, failed: bool = False) -> None:

@@ -8,6 +8,7 @@ in a multirun they fail only their own job and the sweep goes on.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.training.callbacks import CHECKPOINT_KEY, EmbedRunConfig
 from lanmsff.training.module import FERModule
 from lanmsff.training.run import RunRecorder, print_results
-from lanmsff.utils.config import instantiate_callbacks, instantiate_loggers
+from lanmsff.utils.config import instantiate_callbacks, instantiate_loggers, run_tags
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +70,42 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run.summary["data"] = datamodule.describe()
         module = build_module(cfg, datamodule)
         run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
-        run.loggers = instantiate_loggers(cfg.get("logger"))
+        run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg))
         callbacks = [*instantiate_callbacks(cfg.get("callbacks")), EmbedRunConfig(run.summary["config"])]
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=run.loggers or False)
         _log_hyperparams(run.loggers, run)
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         run.record_metrics(trainer.callback_metrics)
+        run.summary["world_size"] = trainer.world_size
+        if not trainer.is_global_zero:
+            return run.summary  # DDP: the other processes stop here; rank 0 tests and records
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         run.summary["best_ckpt"] = best or None
         if cfg.get("test", True):
             if not best:
                 log.warning("No checkpoint was saved; testing the weights at the end of training")
-            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
-            run.record_metrics(trainer.callback_metrics)
+            tester = _single_process_tester(cfg, trainer, run.loggers)
+            tester.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
+            run.record_metrics(tester.callback_metrics)
             run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
             print_results(run.summary, datamodule.group_names)
     return run.summary
+
+
+def _single_process_tester(cfg: DictConfig, trainer: pl.Trainer, loggers: list[Any]) -> pl.Trainer:
+    """The trainer itself, or after multi-process training a one-device trainer on rank 0.
+
+    Testing in one process sees every test image exactly once (a distributed sampler pads the
+    last batch with repeats) and keeps all predictions for the run folder.
+    """
+    if trainer.world_size == 1:
+        return trainer
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return instantiate(
+        cfg.trainer, devices=1, num_nodes=1, strategy="auto", logger=loggers or False, enable_progress_bar=False
+    )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -137,10 +157,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
         run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
         run.summary["best_ckpt"] = str(cfg.ckpt_path)
-        run.loggers = instantiate_loggers(cfg.get("logger"))
-        trainer: pl.Trainer = instantiate(
-            cfg.trainer, logger=run.loggers or False, callbacks=instantiate_callbacks(cfg.get("callbacks"))
-        )
+        run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg))
+        callbacks = instantiate_callbacks(cfg.get("callbacks"))
+        trainer: pl.Trainer = instantiate(cfg.trainer, logger=run.loggers or False, callbacks=callbacks)
+        _log_hyperparams(run.loggers, run)
         trainer.test(module, datamodule=datamodule, verbose=False)
         run.record_metrics(trainer.callback_metrics)
         run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
@@ -156,19 +176,19 @@ def run_cli(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> fl
     """Run a task from a Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
 
     A :class:`UserError` prints its message and exits with status 2 (no traceback). In a multirun a
-    failing job is recorded in its ``summary.json`` and the sweep continues.
+    failing job is recorded in its ``summary.json``, returns NaN and the sweep continues.
     """
     try:
         summary = task(cfg)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if _is_multirun():
-            return None
+            return math.nan
         sys.exit(EXIT_USER_ERROR)
     except Exception:
         if not _is_multirun():
             raise
         log.exception("Job failed; recorded in its summary.json, continuing with the sweep")
-        return None
+        return math.nan  # a failed trial for sweepers that optimise the returned value
     metric = cfg.get("optimized_metric")
-    return summary["metrics"].get(metric) if metric else None
+    return summary["metrics"].get(metric, math.nan) if metric else None

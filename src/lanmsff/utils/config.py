@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
@@ -67,19 +68,38 @@ def wandb_has_credentials() -> bool:
         return False
 
 
-def instantiate_loggers(cfg: DictConfig | None) -> list[Any]:
-    """Every entry of the ``logger`` group; W&B goes offline by itself when no API key is configured."""
-    if cfg and "wandb" in cfg and cfg.wandb is not None:
+def run_tags(cfg: DictConfig) -> list[str]:
+    """Tags that identify a run in a study: the config's ``tags`` plus variant, protocol and fold."""
+    tags = [str(t) for t in (cfg.get("tags") or [])]
+    data = cfg.get("data") or {}
+    for tag in (cfg.get("variant"), data.get("protocol"), None if data.get("fold") is None else f"fold{data.fold}"):
+        if tag is not None and str(tag) not in tags:
+            tags.append(str(tag))
+    return tags
+
+
+def instantiate_loggers(cfg: DictConfig | None, *, tags: list[str] | None = None) -> list[Any]:
+    """Every entry of the ``logger`` group; W&B goes offline by itself when no API key is configured.
+
+    W&B never prompts: without credentials it logs offline (``wandb sync`` uploads later), and
+    checkpoints are uploaded as artifacts only when online and ``log_model`` is set.
+    """
+    if cfg and cfg.get("wandb") is not None:
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_CONSOLE", "off")
         if os.environ.get("WANDB_MODE") not in ("offline", "disabled") and not wandb_has_credentials():
             os.environ["WANDB_MODE"] = "offline"
             log.warning(
-                "W&B: no API key configured, logging offline to %s; upload later with: wandb sync <run dir>",
-                cfg.wandb.get("save_dir", "wandb/"),
+                "W&B: no API key configured, logging offline to %s; upload later: wandb sync <that dir>/offline-run-*",
+                Path(cfg.wandb.get("save_dir", ".")) / "wandb",
             )
-        if os.environ.get("WANDB_MODE") == "offline":
-            cfg = cfg.copy()
-            with open_dict(cfg):
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            if tags is not None:
+                cfg.wandb.tags = tags
+            if os.environ.get("WANDB_MODE") == "offline":
                 cfg.wandb.offline = True
+                if cfg.wandb.get("log_model"):
+                    log.warning("W&B: log_model ignored offline (checkpoints stay in the run folder)")
+                    cfg.wandb.log_model = False
     return _instantiate_group(cfg, "logger")
