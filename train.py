@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+from lanmsff.cli import check_group_options
 from lanmsff.training.task import run_cli, train
 
 
@@ -12,4 +13,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_group_options()
     main()

@@ -1,4 +1,4 @@
-"""Figures people would rather look at than numbers: confusion matrices and accuracy per pose."""
+"""Figures people would rather look at than numbers: confusion matrices, accuracy per pose, comparisons."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from lanmsff.utils.io import atomic_write
 
@@ -64,4 +65,102 @@ def group_accuracy_figure(
     ax.set_ylim(0, 105)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
+    return fig
+
+
+def rate_matrix_figure(
+    rates: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    std: np.ndarray | None = None,
+    title: str = "Mean confusion matrix",
+) -> plt.Figure:
+    """A matrix of rates in [0, 1] (e.g. the mean of row-normalised confusion matrices), in percent.
+
+    With ``std`` each cell also shows its standard deviation over runs.
+    """
+    rates = np.asarray(rates, dtype=float)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * n, 0.8 + 0.75 * n))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(n):
+        for j in range(n):
+            text = f"{rates[i, j]:.0%}" + ("" if std is None else f"\n±{std[i, j]:.0%}")
+            color = "white" if rates[i, j] > 0.55 else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def grouped_accuracy_figure(
+    means: Mapping[str, Sequence[float]],
+    groups: Sequence[str],
+    *,
+    stds: Mapping[str, Sequence[float]] | None = None,
+    title: str = "Test accuracy per pose",
+) -> plt.Figure:
+    """Grouped bars: for each group (pose) one bar per series (variant), accuracies in [0, 1].
+
+    ``stds`` adds error bars (NaN: none). Missing values (NaN) leave a gap.
+    """
+    names = list(means)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(groups))
+    fig, ax = plt.subplots(figsize=(2.0 + len(groups) * max(1.2, 0.35 * len(names)), 4.0))
+    for k, name in enumerate(names):
+        values = 100 * np.asarray(means[name], dtype=float)
+        errors = None if stds is None else np.nan_to_num(100 * np.asarray(stds[name], dtype=float))
+        offset = (k - (len(names) - 1) / 2) * width
+        ax.bar(x + offset, values, width, yerr=errors, capsize=2, label=name)
+    ax.set_xticks(x, groups)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def _compact(x: float) -> str:
+    """Tick label: 356k, 11.2M, 0.6."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def cost_accuracy_figure(
+    labels: Sequence[str],
+    cost: Sequence[float],
+    accuracy: Sequence[float],
+    *,
+    accuracy_std: Sequence[float] | None = None,
+    xlabel: str = "parameters",
+    title: str = "Test accuracy vs cost",
+) -> plt.Figure:
+    """Scatter of accuracy (in [0, 1], shown in %) against a cost on a log axis, each point labelled.
+
+    Points with a missing or non-positive cost or a missing accuracy are left out.
+    """
+    cost, accuracy = np.asarray(cost, dtype=float), 100 * np.asarray(accuracy, dtype=float)
+    errors = np.zeros_like(accuracy) if accuracy_std is None else np.nan_to_num(100 * np.asarray(accuracy_std, float))
+    keep = np.isfinite(cost) & (cost > 0) & np.isfinite(accuracy)
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    ax.errorbar(cost[keep], accuracy[keep], yerr=errors[keep], fmt="o", capsize=3, color="#4c72b0")
+    for label, x, y in zip(np.asarray(labels, dtype=object)[keep], cost[keep], accuracy[keep]):
+        ax.annotate(str(label), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    if keep.any():  # pad by 1.6x on both sides: at least one 1-2-5 tick is always in view
+        ax.set_xlim(cost[keep].min() / 1.6, cost[keep].max() * 1.6)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _compact(x)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"{xlabel} (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
     return fig

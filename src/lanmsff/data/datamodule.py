@@ -31,7 +31,12 @@ log = logging.getLogger(__name__)
 
 
 class FaceDataset(Dataset):
-    """Faces in a uint8 array ``(N, S, S)`` with labels and group indices."""
+    """Faces in a uint8 array ``(N, S, S)`` with labels and group indices.
+
+    The augmentation of every sample is seeded from torch's random generator, so that a seeded run
+    (``seed_everything``; DataLoader workers are seeded from it too) is reproducible, and a resumed
+    run that restores the generator state continues exactly like an uninterrupted one.
+    """
 
     def __init__(
         self, images: np.ndarray, labels: np.ndarray, groups: np.ndarray, transform: Callable | None = None
@@ -44,6 +49,7 @@ class FaceDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         image = self.images[i]
         if self.transform is not None:
+            self.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
             image = self.transform(image=image)["image"]
         x = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0).unsqueeze(0)
         return x, int(self.labels[i]), int(self.groups[i])

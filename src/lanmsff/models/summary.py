@@ -17,7 +17,6 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +24,7 @@ from torch import nn
 
 from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.models.introspection import count_flops, count_params, model_size_mb
+from lanmsff.utils.config import instantiate
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -26,6 +28,41 @@ class EmbedRunConfig(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[CHECKPOINT_KEY] = {"version": __version__, "config": self.config}
+
+
+class RNGStateCheckpoint(pl.Callback):
+    """Keep the random generators' states in checkpoints and restore them on resume.
+
+    Lightning restores weights, optimiser, schedulers and loop counters but not the generators that
+    shuffle the data, draw the augmentations and the dropout masks; with them restored, a run resumed
+    from an epoch-end checkpoint continues exactly as the uninterrupted run would have. States are
+    stored as plain Python values and byte tensors, so checkpoints still load with ``weights_only=True``.
+    """
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        np_state = np.random.get_state()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        name, keys, *rest = states["numpy"]
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+        version, internal, gauss = states["python"]
+        random.setstate((version, tuple(internal), gauss))
 
 
 class NonFiniteLossError(FloatingPointError):

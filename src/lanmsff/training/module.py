@@ -8,12 +8,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lanmsff.training.metrics import GroupedAccuracy
+from lanmsff.utils.config import instantiate
 
 # The authors' reference: Adam(1e-3, 0.9, 0.999, eps 1e-7); ReduceLROnPlateau(val_loss, 0.1, 9).
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-7}
@@ -100,6 +100,7 @@ class FERModule(pl.LightningModule):
         self.test_group_acc = GroupedAccuracy(max(len(group_names), 1))
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # part of checkpoints, so a resumed run keeps its best
         self.test_outputs: dict[str, torch.Tensor] = {}
         self._test_batches: list[tuple[torch.Tensor, ...]] = []
 
@@ -123,9 +124,6 @@ class FERModule(pl.LightningModule):
         return loss, logits, y, groups
 
     # ------------------------------------------------------------------ train
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()
-
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, y, _ = self._step(batch)
         self.train_loss(loss)

@@ -83,6 +83,10 @@ class RunRecorder:
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
         if exc is None:
             self.summary["status"] = "ok"
+            self.summary.pop("error", None)
+        elif isinstance(exc, KeyboardInterrupt | SystemExit):
+            self.summary["status"] = "interrupted"
+            self.summary["error"] = f"{exc_type.__name__}: stopped before the end; resume=auto in this folder continues"
         else:
             self.summary["status"] = "failed"
             self.summary["error"] = f"{exc_type.__name__}: {exc}"

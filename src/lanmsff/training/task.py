@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +19,15 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lanmsff.data.datamodule import FERDataModule
-from lanmsff.errors import EXIT_USER_ERROR, UserError
-from lanmsff.training.callbacks import CHECKPOINT_KEY, EmbedRunConfig
+from lanmsff.errors import EXIT_USER_ERROR, UserError, check_choice
+from lanmsff.training.callbacks import CHECKPOINT_KEY, EmbedRunConfig, RNGStateCheckpoint
 from lanmsff.training.module import FERModule
 from lanmsff.training.run import RunRecorder, print_results
-from lanmsff.utils.config import instantiate_callbacks, instantiate_loggers, run_tags
+from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_tags
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +62,59 @@ def _log_hyperparams(loggers: list[Any], run: RunRecorder) -> None:
         logger.log_hyperparams(params)
 
 
+RESUME_MODES = ("auto", "never")
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to continue from: ``ckpt_path`` (``last`` = this run folder's last.ckpt), or,
+    with ``resume=auto``, the run folder's ``checkpoints/last.ckpt`` when it exists (a restarted or
+    requeued job in the same folder)."""
+    check_choice("resume", cfg.get("resume", "auto"), RESUME_MODES)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    requested = cfg.get("ckpt_path")
+    if requested == "last":
+        if not last.is_file():
+            raise UserError(
+                f"ckpt_path=last: there is no {last}; restart in the interrupted run's folder "
+                "with hydra.run.dir=<run folder>"
+            )
+        return str(last)
+    if requested:
+        load_checkpoint(requested)  # a clear message for a missing or foreign file
+        return str(requested)
+    if cfg.get("resume", "auto") == "auto" and last.is_file():
+        log.info("Resuming from %s", last)
+        return str(last)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit on the training split, choose the checkpoint on validation, then test it once."""
+    """Fit on the training split, choose the checkpoint on validation, then test it once.
+
+    Configuration (data settings, the network) is checked before any data is generated, read or
+    preprocessed.
+    """
     with RunRecorder(cfg.paths.output_dir, cfg, job_type="train") as run:
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed, workers=True)
-        datamodule = build_datamodule(cfg.data)
-        run.summary["data"] = datamodule.describe()
+        datamodule = instantiate(cfg.data, _convert_="all")
         module = build_module(cfg, datamodule)
+        ckpt_path = resume_checkpoint(cfg)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        run.summary["data"] = datamodule.describe()
+        run.summary["resumed_from"] = ckpt_path
         run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
         run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg))
-        callbacks = [*instantiate_callbacks(cfg.get("callbacks")), EmbedRunConfig(run.summary["config"])]
+        callbacks = [
+            *instantiate_callbacks(cfg.get("callbacks")),
+            EmbedRunConfig(run.summary["config"]),
+            RNGStateCheckpoint(),
+        ]
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=run.loggers or False)
         _log_hyperparams(run.loggers, run)
 
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         run.record_metrics(trainer.callback_metrics)
         run.summary["world_size"] = trainer.world_size
         if not trainer.is_global_zero:
@@ -180,6 +219,9 @@ def run_cli(task: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> fl
     """
     try:
         summary = task(cfg)
+    except SIGTERMException:
+        log.warning("Stopped by SIGTERM; restart in the same run folder (resume=auto) to continue")
+        sys.exit(128 + signal.SIGTERM)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if _is_multirun():

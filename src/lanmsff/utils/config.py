@@ -8,14 +8,34 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lanmsff.errors import UserError
 
 log = logging.getLogger(__name__)
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"^[0-9a-f]{40}$|^local-[0-9a-f]{40}$", re.IGNORECASE)  # W&B key formats
 REDACTED = "<redacted>"
+
+
+def instantiate(config: Any, *args: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that lets a :class:`UserError` of the target surface as itself.
+
+    Hydra wraps every exception of a target in ``InstantiationException``; a bad setting found by a
+    constructor (e.g. ``data.fold=10``) must reach the entry point as the user error it is.
+    """
+    try:
+        return hydra_instantiate(config, *args, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
 
 
 def redact(obj: Any) -> Any:
