@@ -26,6 +26,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+## bench: speed of the inference/training paths, the data path and preprocessing (writes bench/results.json)
+bench: $(STAMP)
+	$(BIN)/python -m lanmsff.bench --with-preprocess
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -56,3 +56,22 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best checkpoint of a small LANMSFF trained one epoch by ``train.py`` (shared by the session)."""
+    workdir = tmp_path_factory.mktemp("trained_ckpt")
+    result = run_script(
+        "train.py",
+        "data=kdef_synthetic",
+        "data.identities=2",
+        "data.num_folds=2",
+        "model.net.widths=[12,12,12,12]",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [ckpt] = (workdir / "logs" / "train" / "runs").glob("*/checkpoints/epoch_*.ckpt")
+    return ckpt

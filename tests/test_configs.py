@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
 from lanmsff.training import FERModule
+from lanmsff.training.task import resolve_precision
 from lanmsff.utils.config import instantiate_callbacks, instantiate_loggers
 
 from .conftest import CONF, compose_config
@@ -71,8 +72,32 @@ def test_trainer_configs(option: str, tmp_path: Path) -> None:
     if option in GPU_ONLY and not torch.cuda.is_available():
         assert cfg.trainer.accelerator == "gpu"
         return
+    resolve_precision(cfg)  # trainer.precision=auto, as train.py / eval.py resolve it
     trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     assert isinstance(trainer, pl.Trainer)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "native_bf16", "expected"),
+    [
+        (["model=lanmsff"], True, "bf16-mixed"),
+        (["model=lanmsff_attn_none"], True, "bf16-mixed"),
+        (["model=resnet18"], True, "bf16-mixed"),
+        (["model=mobilenetv3_small"], True, "32-true"),  # bf16 slows depthwise convolutions on CPUs
+        (["model=lanmsff"], False, "32-true"),
+        (["model=lanmsff", "trainer.precision=32-true"], True, "32-true"),
+        (["model=mobilenetv3_small", "trainer.precision=bf16-mixed"], True, "bf16-mixed"),
+    ],
+)
+def test_auto_precision_on_cpu(
+    overrides: list[str], native_bf16: bool, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lanmsff import inference
+
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native_bf16)
+    cfg = compose_config("train", ["trainer=cpu", *overrides], tmp_path)
+    resolve_precision(cfg)
+    assert cfg.trainer.precision == expected
 
 
 @pytest.mark.parametrize("option", options("callbacks"))

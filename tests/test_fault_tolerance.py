@@ -22,8 +22,9 @@ RESUMABLE = [
     "data=kdef_synthetic",
     "data.identities=4",
     "data.num_folds=4",
-    "model.net.widths=[12,12,12,12]",
-    "trainer.max_epochs=3",
+    "data.batch_size=4",  # epochs of a few seconds: time to kill the run mid-epoch
+    "model.net.widths=[30,30,30,30]",
+    "trainer.max_epochs=4",
     "trainer.deterministic=true",
     "logger=csv",
     "seed=3",
@@ -42,13 +43,28 @@ def _train(run_dir: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-def _kill_after_checkpoint(process: subprocess.Popen, checkpoint: Path, sig: int) -> int:
+def _checkpoint_stamp(checkpoint: Path) -> tuple[int, int] | None:
+    try:
+        stat = checkpoint.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _kill_after_next_epoch(process: subprocess.Popen, run_dir: Path, sig: int) -> int:
+    """Send ``sig`` once the run has written a new ``last.ckpt`` (end of an epoch), i.e. mid-run.
+
+    ``last.ckpt`` is rewritten (atomically: new inode) at every epoch end whatever the metrics,
+    unlike the best-only ``epoch_NNN.ckpt`` files, whose existence depends on the float results.
+    """
+    last = run_dir / "checkpoints" / "last.ckpt"
+    before = _checkpoint_stamp(last)
     deadline = time.monotonic() + 600
-    while not checkpoint.exists():
+    while _checkpoint_stamp(last) in (before, None):
         assert process.poll() is None, process.stderr.read()
         assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(1.0)  # into the next epoch
+        time.sleep(0.05)
+    time.sleep(0.2)  # into the next epoch
     process.send_signal(sig)
     return process.wait(timeout=300)
 
@@ -65,10 +81,10 @@ def test_killed_runs_resume_to_the_same_result(tmp_path: Path) -> None:
     assert reference["status"] == "ok" and reference["resumed_from"] is None
 
     run = tmp_path / "interrupted"
-    code = _kill_after_checkpoint(_train(run), run / "checkpoints" / "epoch_000.ckpt", signal.SIGTERM)
+    code = _kill_after_next_epoch(_train(run), run, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM
     assert _metrics(run)["status"] == "interrupted"
-    code = _kill_after_checkpoint(_train(run), run / "checkpoints" / "epoch_001.ckpt", signal.SIGKILL)
+    code = _kill_after_next_epoch(_train(run), run, signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert _train(run).wait(timeout=900) == 0  # resume=auto finds checkpoints/last.ckpt
 

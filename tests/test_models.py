@@ -132,3 +132,17 @@ def test_bad_configuration_names_the_parameter(kwargs: dict, message: str) -> No
 def test_other_input_sizes() -> None:
     assert LANMSFF(image_size=96).eval()(torch.rand(1, 1, 96, 96)).shape == (1, 7)
     assert LANMSFF(image_size=32).eval()(torch.rand(1, 1, 32, 32)).shape == (1, 7)
+
+
+@pytest.mark.slow
+def test_compiled_module_keeps_checkpoint_keys_and_outputs() -> None:
+    from lanmsff.training import FERModule
+
+    net = {"_target_": "lanmsff.models.LANMSFF", "widths": [12, 12, 12, 12]}
+    plain = FERModule(net, class_names=list("abcdefg")).eval()
+    compiled = FERModule(net, class_names=list("abcdefg"), compile=True).eval()
+    compiled.load_state_dict(plain.state_dict())
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), plain(x), atol=1e-4)

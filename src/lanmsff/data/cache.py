@@ -72,7 +72,9 @@ def _work(job: tuple[str, str, int, str, float]) -> tuple[np.ndarray | None, str
         return None, str(err)
 
 
-def _build(root: Path, records: Sequence[KDEFRecord], image_size: int, mode: str, margin: float, workers: int) -> FaceArray:
+def _build(
+    root: Path, records: Sequence[KDEFRecord], image_size: int, mode: str, margin: float, workers: int
+) -> FaceArray:
     jobs = [(str(root / r.path), r.name.angle, image_size, mode, margin) for r in records]
     description = f"Preprocessing {len(jobs)} faces"
     if workers > 1 and len(jobs) >= _IN_PROCESS_BELOW:

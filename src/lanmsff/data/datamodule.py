@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lanmsff.data.cache import preprocess_records
+from lanmsff.data.device_augment import augment_batch
 from lanmsff.data.faces import DEFAULT_MARGIN, normalise_crop_mode
 from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
@@ -55,6 +56,29 @@ class FaceDataset(Dataset):
         return x, int(self.labels[i]), int(self.groups[i])
 
 
+class DeviceLoader:
+    """Batches of a :class:`FaceDataset` held on the training device as uint8, shuffled every epoch.
+
+    The loader does no work per image on the CPU: indices are drawn with torch's generator (so
+    seeded runs repeat and resumed runs continue exactly) and the batch is gathered on the device.
+    """
+
+    def __init__(self, dataset: FaceDataset, batch_size: int, *, device: torch.device | str = "cpu") -> None:
+        self.batch_size = batch_size
+        self.images = torch.from_numpy(np.ascontiguousarray(dataset.images)).to(device)
+        self.labels = torch.from_numpy(np.asarray(dataset.labels, np.int64)).to(device)
+        self.groups = torch.from_numpy(np.asarray(dataset.groups, np.int64)).to(device)
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.images)).to(self.images.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.images[idx].unsqueeze(1).float().div_(255.0), self.labels[idx], self.groups[idx]
+
+
 class FERDataModule(pl.LightningDataModule):
     """Shared machinery: augmentation, loaders and dataset description. Subclasses fill the arrays."""
 
@@ -70,11 +94,14 @@ class FERDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         augment: dict[str, Any] | None = None,
+        augment_on_device: bool = False,
     ) -> None:
         super().__init__()
         self.image_size, self.batch_size, self.num_workers, self.seed = image_size, batch_size, num_workers, seed
         self.augment = {"mode": "online", **(augment or {})}
         check_augment(self.augment["mode"])
+        # online augmentation as one batched warp on the training device, data kept there too
+        self.augment_on_device = bool(augment_on_device) and self.augment["mode"] == "online"
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be at least 1")
         self.data_train: FaceDataset | None = None
@@ -94,7 +121,8 @@ class FERDataModule(pl.LightningDataModule):
     ) -> None:
         options = {k: v for k, v in self.augment.items() if k != "mode"}
         mode = self.augment["mode"]
-        transform = train_transform(self.image_size, **options) if mode == "online" else None
+        on_cpu = mode == "online" and not self.augment_on_device
+        transform = train_transform(self.image_size, **options) if on_cpu else None
         if mode == "offline_4x":
             images, labels, groups = train
             train = (offline_expand(images, seed=self.seed, **options), np.repeat(labels, 4), np.repeat(groups, 4))
@@ -117,8 +145,21 @@ class FERDataModule(pl.LightningDataModule):
             drop_last=False,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceLoader:
+        trainer = getattr(self, "trainer", None)
+        plain = type(self.data_train) is FaceDataset and self.data_train.transform is None
+        if self.augment_on_device and plain and trainer is not None and trainer.world_size == 1:
+            return DeviceLoader(self.data_train, self.batch_size, device=trainer.strategy.root_device)
         return self._loader(self.data_train, shuffle=True)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``augment_on_device``, training batches are augmented here, on the device."""
+        trainer = getattr(self, "trainer", None)
+        if self.augment_on_device and trainer is not None and trainer.training:
+            x, *rest = batch
+            options = {k: v for k, v in self.augment.items() if k != "mode"}
+            batch = [augment_batch(x, **options), *rest]
+        return batch
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.data_val, shuffle=False)
@@ -151,6 +192,8 @@ class KDEFDataModule(FERDataModule):
             :func:`lanmsff.data.splits.make_split`.
         angles: keep only these camera angles (e.g. ``[S]`` for frontal only); ``None`` keeps all.
         batch_size, num_workers, augment: loader and augmentation settings.
+        augment_on_device: keep the training images on the training device and augment batches there
+            (:mod:`lanmsff.data.device_augment`) instead of per image in CPU workers.
     """
 
     group_names = ANGLES
@@ -174,8 +217,16 @@ class KDEFDataModule(FERDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         augment: dict[str, Any] | None = None,
+        augment_on_device: bool = False,
     ) -> None:
-        super().__init__(image_size=image_size, batch_size=batch_size, num_workers=num_workers, seed=seed, augment=augment)
+        super().__init__(
+            image_size=image_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            augment=augment,
+            augment_on_device=augment_on_device,
+        )
         self.root = Path(root)
         self.face_crop, self.face_margin = normalise_crop_mode(face_crop), face_margin
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -218,12 +269,20 @@ class KDEFDataModule(FERDataModule):
             return
         index, records, split = self.split()
         faces = preprocess_records(
-            index.root, index.records, image_size=self.image_size, mode=self.face_crop,
-            margin=self.face_margin, cache_dir=self.cache_dir,
+            index.root,
+            index.records,
+            image_size=self.image_size,
+            mode=self.face_crop,
+            margin=self.face_margin,
+            cache_dir=self.cache_dir,
         )
         index.drop(faces.failures)
         if index.skipped:
-            log.warning("KDEF: %d files skipped, e.g. %s (run lanmsff-data check for the list)", len(index.skipped), index.skipped[0])
+            log.warning(
+                "KDEF: %d files skipped, e.g. %s (run lanmsff-data check for the list)",
+                len(index.skipped),
+                index.skipped[0],
+            )
         for item in index.renamed:
             log.info("KDEF: %s used as %s", item["file"], item["as"])
         self.crop_counts = faces.crop_counts()

@@ -13,11 +13,14 @@ box), ``none`` (the whole image). ``true`` / ``false`` mean ``detect`` / ``none`
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from lanmsff.errors import check_choice
 
@@ -63,23 +66,66 @@ def normalise_crop_mode(mode: str | bool) -> str:
     return str(mode)
 
 
-def decode_gray(data: bytes | np.ndarray, *, reduce: int = 1) -> np.ndarray:
-    """Decode image bytes as 8-bit grayscale, optionally reduced 2x/4x/8x while decoding (fast for JPEG).
+MAX_PIXELS = 100_000_000  # larger images are decoded reduced (JPEG) or refused (other formats)
+_FLAGS = {
+    (False, 1): cv2.IMREAD_GRAYSCALE,
+    (False, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    (False, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    (False, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+    (True, 1): cv2.IMREAD_COLOR,
+    (True, 2): cv2.IMREAD_REDUCED_COLOR_2,
+    (True, 4): cv2.IMREAD_REDUCED_COLOR_4,
+    (True, 8): cv2.IMREAD_REDUCED_COLOR_8,
+}
 
-    Raises :class:`UnreadableImage` for empty, truncated or undecodable data.
+
+def declared_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """``(width, height)`` from the image header without decoding the pixels; ``None`` if unknown.
+
+    Raises :class:`UnreadableImage` for headers so large that Pillow refuses them (decompression bombs).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(buf.tobytes())) as image:
+                return image.size
+        except Image.DecompressionBombError as err:
+            raise UnreadableImage(f"declares an image too large to decode ({err})") from None
+        except Exception:
+            return None
+
+
+def decode_image(
+    data: bytes | np.ndarray, *, color: bool = False, reduce: int = 1, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decode image bytes (JPEG, PNG incl. 16-bit/RGBA/grayscale, BMP, WebP) as 8-bit gray or BGR.
+
+    EXIF orientation is applied. ``reduce`` (1, 2, 4, 8) shrinks while decoding. An image whose header
+    declares more than ``max_pixels`` is decoded reduced when it is a JPEG and refused otherwise, so
+    a hostile header never allocates gigabytes. Raises :class:`UnreadableImage` with the reason.
     """
     buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
     if buf.size == 0:
         raise UnreadableImage("zero-byte file")
-    if buf[:2].tobytes() == b"\xff\xd8":  # JPEG: must end with the end-of-image marker
-        tail = np.trim_zeros(buf[-64:], "b")
-        if tail[-2:].tobytes() != b"\xff\xd9":
-            raise UnreadableImage("truncated JPEG (no end-of-image marker)")
-    flags = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4}
-    image = cv2.imdecode(buf, flags.get(reduce, cv2.IMREAD_REDUCED_GRAYSCALE_8))
+    is_jpeg = buf[:2].tobytes() == b"\xff\xd8"
+    if is_jpeg and np.trim_zeros(buf[-64:], "b")[-2:].tobytes() != b"\xff\xd9":
+        raise UnreadableImage("truncated JPEG (no end-of-image marker)")
+    size = declared_size(buf)
+    if size is not None and size[0] * size[1] > max_pixels * reduce**2:
+        while is_jpeg and reduce < 8 and size[0] * size[1] > max_pixels * reduce**2:
+            reduce *= 2
+        if size[0] * size[1] > max_pixels * reduce**2:
+            declared, limit = f"{size[0]}x{size[1]}", f"{max_pixels // 10**6} MP"
+            raise UnreadableImage(f"declares {declared} pixels, more than the {limit} limit (a decompression bomb?)")
+    image = cv2.imdecode(buf, _FLAGS[(color, reduce)])
     if image is None or image.size == 0:
         raise UnreadableImage("not a decodable image")
     return image
+
+
+def decode_gray(data: bytes | np.ndarray, *, reduce: int = 1) -> np.ndarray:
+    """Decode image bytes as 8-bit grayscale (see :func:`decode_image`)."""
+    return decode_image(data, color=False, reduce=reduce)
 
 
 def check_not_placeholder(gray: np.ndarray) -> None:

@@ -402,9 +402,15 @@ class _FERCSVDataModule(FERDataModule):
         num_workers: int = 0,
         seed: int = 0,
         augment: dict[str, Any] | None = None,
+        augment_on_device: bool = False,
     ) -> None:
         super().__init__(
-            image_size=image_size, batch_size=batch_size, num_workers=num_workers, seed=seed, augment=augment
+            image_size=image_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            augment=augment,
+            augment_on_device=augment_on_device,
         )
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small")

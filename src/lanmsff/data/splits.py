@@ -78,13 +78,17 @@ def validate_protocol(
         raise ConfigError(f"data.val_fraction={val_fraction} must lie strictly between 0 and 1")
     if protocol == "cross_pose":
         if not train_angles or not test_angles:
-            raise ConfigError("data.protocol=cross_pose needs data.train_angles and data.test_angles, e.g. [S, HL, HR] and [FL, FR]")
+            raise ConfigError(
+                "data.protocol=cross_pose needs data.train_angles and data.test_angles, e.g. [S, HL, HR] and [FL, FR]"
+            )
         for key, angles in (("data.train_angles", train_angles), ("data.test_angles", test_angles)):
             for angle in angles:
                 check_choice(key, angle, ANGLES)
         overlap = sorted(set(train_angles) & set(test_angles))
         if overlap:
-            raise ConfigError(f"data.test_angles overlaps data.train_angles in {overlap}; cross_pose needs disjoint angle sets")
+            raise ConfigError(
+                f"data.test_angles overlaps data.train_angles in {overlap}; cross_pose needs disjoint angle sets"
+            )
 
 
 def make_split(

@@ -204,7 +204,7 @@ class _Head:
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
-    return int(round(float(p[0]))), int(round(float(p[1])))
+    return round(float(p[0])), round(float(p[1]))
 
 
 def _rgb(c: Iterable[float], k: float = 1.0) -> tuple[int, int, int]:
@@ -267,8 +267,11 @@ def _draw_body(img: np.ndarray, head: _Head, person: Identity, session: Session)
         np.int32,
     )
     cv2.rectangle(
-        img, (int(cx - neck_w), int(neck_top)), (int(cx + neck_w), int(cy + s * person.ry * 1.2)),
-        _rgb(person.skin, 0.75 * session.exposure), -1,
+        img,
+        (int(cx - neck_w), int(neck_top)),
+        (int(cx + neck_w), int(cy + s * person.ry * 1.2)),
+        _rgb(person.skin, 0.75 * session.exposure),
+        -1,
     )
     cv2.fillPoly(img, [shoulders], shirt, cv2.LINE_AA)
     if person.long_hair:
@@ -276,8 +279,15 @@ def _draw_body(img: np.ndarray, head: _Head, person: Identity, session: Session)
             if head.sin * side < 0.8:
                 x = cx + side * s * person.rx * 0.95
                 cv2.ellipse(
-                    img, (int(x), int(cy + s * person.ry * 0.35)), (int(s * 28), int(s * person.ry * 0.75)),
-                    0, 0, 360, _rgb(person.hair, 0.7 * session.exposure), -1, cv2.LINE_AA,
+                    img,
+                    (int(x), int(cy + s * person.ry * 0.35)),
+                    (int(s * 28), int(s * person.ry * 0.75)),
+                    0,
+                    0,
+                    360,
+                    _rgb(person.hair, 0.7 * session.exposure),
+                    -1,
+                    cv2.LINE_AA,
                 )
 
 
@@ -290,8 +300,12 @@ def _draw_ears(img: np.ndarray, head: _Head, person: Identity) -> None:
         if facing < -0.2 or person.long_hair:
             continue
         width = max(3.0, 16 * abs(facing) + 4) * head.s
-        cv2.ellipse(img, _pt(pts[0]), (int(width), int(26 * head.s)), 0, 0, 360, _rgb(person.skin, 0.8), -1, cv2.LINE_AA)
-        cv2.ellipse(img, _pt(pts[0]), (int(width * 0.5), int(15 * head.s)), 0, 0, 360, _rgb(person.skin, 0.6), 2, cv2.LINE_AA)
+        cv2.ellipse(
+            img, _pt(pts[0]), (int(width), int(26 * head.s)), 0, 0, 360, _rgb(person.skin, 0.8), -1, cv2.LINE_AA
+        )
+        cv2.ellipse(
+            img, _pt(pts[0]), (int(width * 0.5), int(15 * head.s)), 0, 0, 360, _rgb(person.skin, 0.6), 2, cv2.LINE_AA
+        )
 
 
 def _draw_eye(img: np.ndarray, head: _Head, person: Identity, side: int, shape: dict[str, float]) -> None:
@@ -322,7 +336,9 @@ def _draw_eye(img: np.ndarray, head: _Head, person: Identity, side: int, shape: 
     foreshort = abs(math.cos(head.yaw + math.atan2(cx, p.rz)))
     radius = p.eye_h * 1.05 * head.s
     cv2.ellipse(layer, c, (max(1, int(radius * foreshort)), int(radius)), 0, 0, 360, _rgb(p.iris), -1, cv2.LINE_AA)
-    cv2.ellipse(layer, c, (max(1, int(radius * 0.45 * foreshort)), int(radius * 0.45)), 0, 0, 360, (10, 10, 10), -1, cv2.LINE_AA)
+    cv2.ellipse(
+        layer, c, (max(1, int(radius * 0.45 * foreshort)), int(radius * 0.45)), 0, 0, 360, (10, 10, 10), -1, cv2.LINE_AA
+    )
     alpha = (mask.astype(np.float32) / 255.0)[..., None]
     roi[:] = (layer * alpha + roi * (1 - alpha)).astype(np.uint8)
     head.polyline(img, xs, upper, _rgb(p.hair, 0.4), 3)
@@ -344,7 +360,7 @@ def _draw_nose(img: np.ndarray, head: _Head, person: Identity, shape: dict[str, 
     t = np.linspace(0, 1, 10)
     bridge_y = top + (tip - top) * t
     bridge_z = head.surface_z(np.zeros_like(t), bridge_y) + p.nose_len * t**1.3
-    pts, vis = head.project(np.zeros_like(t), bridge_y, z=bridge_z)
+    pts, _vis = head.project(np.zeros_like(t), bridge_y, z=bridge_z)
     base_pts, _ = head.project([0.0], [tip + 12], z=head.surface_z(np.zeros(1), np.array([tip + 12])) + 2)
     shade = _rgb(p.skin, 0.68)
     if abs(head.sin) > 0.3:  # turned: the nose shows as a silhouette
@@ -357,11 +373,15 @@ def _draw_nose(img: np.ndarray, head: _Head, person: Identity, shape: dict[str, 
     for side in (-1, 1):
         nostril, vis_n = head.project([side * 9.0], [tip + 8], extra_z=p.nose_len * 0.5)
         if vis_n[0]:
-            cv2.ellipse(img, _pt(nostril[0]), (int(5 * head.s), int(3 * head.s)), 0, 0, 360, _rgb(p.skin, 0.35), -1, cv2.LINE_AA)
+            cv2.ellipse(
+                img, _pt(nostril[0]), (int(5 * head.s), int(3 * head.s)), 0, 0, 360, _rgb(p.skin, 0.35), -1, cv2.LINE_AA
+            )
     if shape["wrinkle"] > 0.3:
         for k in range(2):
             y = top + 6 + k * 7
-            head.polyline(img, np.linspace(-12, 12, 5), np.full(5, y) + np.array([2, -1, -2, -1, 2]), _rgb(p.skin, 0.55), 2)
+            head.polyline(
+                img, np.linspace(-12, 12, 5), np.full(5, y) + np.array([2, -1, -2, -1, 2]), _rgb(p.skin, 0.55), 2
+            )
 
 
 def _draw_mouth(img: np.ndarray, head: _Head, person: Identity, shape: dict[str, float]) -> None:
@@ -378,7 +398,12 @@ def _draw_mouth(img: np.ndarray, head: _Head, person: Identity, shape: dict[str,
         head.polygon(img, np.concatenate([xs, xs[::-1]]), np.concatenate([upper, lower[::-1]]), (40, 15, 20), extra_z=8)
         if shape["teeth"] > 0.4:
             teeth_low = upper + np.minimum(opening * 0.3, 7) * (1 - t**2)
-            head.polygon(img, np.concatenate([xs * 0.8, xs[::-1] * 0.8]), np.concatenate([upper, teeth_low[::-1]]), (235, 235, 225))
+            head.polygon(
+                img,
+                np.concatenate([xs * 0.8, xs[::-1] * 0.8]),
+                np.concatenate([upper, teeth_low[::-1]]),
+                (235, 235, 225),
+            )
         head.polyline(img, xs, upper, lip_color, 4, extra_z=10)
         head.polyline(img, xs, lower, lip_color, 6, extra_z=10)
     else:
@@ -388,22 +413,26 @@ def _draw_mouth(img: np.ndarray, head: _Head, person: Identity, shape: dict[str,
     if shape["curve"] > 6:  # cheeks rise in a smile
         for side in (-1, 1):
             cx = side * (half + 8)
-            head.polyline(img, cx + side * np.linspace(0, 6, 6), centre[0] - np.linspace(30, 0, 6), _rgb(p.skin, 0.7), 2)
+            head.polyline(
+                img, cx + side * np.linspace(0, 6, 6), centre[0] - np.linspace(30, 0, 6), _rgb(p.skin, 0.7), 2
+            )
 
 
 def render_face(name: KDEFName, seed: int = 0) -> np.ndarray:
     """Draw the synthetic photograph for one KDEF file name, as a (762, 562, 3) RGB uint8 array."""
     base = [seed, GENDERS.index(name.gender), name.identity]
     person = _identity(np.random.default_rng(base), name.gender)
-    session = _session(np.random.default_rng(base + [SESSIONS.index(name.session)]))
+    session = _session(np.random.default_rng([*base, SESSIONS.index(name.session)]))
     rng = np.random.default_rng(
-        base + [SESSIONS.index(name.session), EXPRESSIONS.index(name.expression), ANGLES.index(name.angle)]
+        [*base, SESSIONS.index(name.session), EXPRESSIONS.index(name.expression), ANGLES.index(name.angle)]
     )
     shape = _expression(rng, name.expression, person)
     yaw = ANGLE_DEGREES[name.angle] + rng.uniform(-4, 4)
     bg = session.background
     column = np.linspace(1.05, 0.9, HEIGHT)[:, None] * np.array([bg, bg, bg * 1.04]) * 255
-    img = np.ascontiguousarray(np.broadcast_to(np.clip(column, 0, 255).astype(np.uint8)[:, None, :], (HEIGHT, WIDTH, 3)))
+    img = np.ascontiguousarray(
+        np.broadcast_to(np.clip(column, 0, 255).astype(np.uint8)[:, None, :], (HEIGHT, WIDTH, 3))
+    )
     cx = WIDTH / 2 + session.dx + rng.uniform(-6, 6)
     cy = 345 + session.dy + rng.uniform(-6, 6)
     scale = session.scale * rng.uniform(0.97, 1.03)
@@ -430,7 +459,9 @@ def render_face(name: KDEFName, seed: int = 0) -> np.ndarray:
 def synthetic_names(identities: int) -> list[KDEFName]:
     """All file names of a tree with ``identities`` people (females first: F01, M01, F02, ...)."""
     if not 1 <= identities <= MAX_IDENTITIES:
-        raise UserError(f"--identities must be between 1 and {MAX_IDENTITIES} (KDEF has 35 women and 35 men); got {identities}")
+        raise UserError(
+            f"--identities must be between 1 and {MAX_IDENTITIES} (KDEF has 35 women and 35 men); got {identities}"
+        )
     people = [("F" if i % 2 == 0 else "M", i // 2 + 1) for i in range(identities)]
     return [
         KDEFName(session, gender, number, expression, angle)
@@ -456,7 +487,9 @@ def _write_one(args: tuple[KDEFName, str, int]) -> None:
     atomic_write_bytes(Path(folder) / name.folder / name.filename, buf.tobytes())
 
 
-def generate(out: str | Path, identities: int = 20, *, seed: int = 0, workers: int | None = None, force: bool = False) -> Path:
+def generate(
+    out: str | Path, identities: int = 20, *, seed: int = 0, workers: int | None = None, force: bool = False
+) -> Path:
     """Write a synthetic KDEF tree under ``out`` unless an identical one is already there.
 
     Returns the ``KDEF_and_AKDEF`` folder. The manifest ``SYNTHETIC.json`` is written last, so an

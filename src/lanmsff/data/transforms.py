@@ -26,7 +26,7 @@ AUGMENT_MODES = ("online", "offline_4x", "none")
 
 
 def _zoom_crop(image_size: int, crop_scale: float, *, random: bool) -> list[A.BasicTransform]:
-    big = int(round(image_size * crop_scale))
+    big = round(image_size * crop_scale)
     crop = A.RandomCrop(image_size, image_size) if random else A.CenterCrop(image_size, image_size)
     return [A.Resize(big, big, interpolation=cv2.INTER_LINEAR), crop]
 
@@ -51,7 +51,9 @@ def train_transform(image_size: int, *, rotate_limit: float = 15, crop_scale: fl
     return A.Compose([A.OneOf(paper_variants(image_size, rotate_limit=rotate_limit, crop_scale=crop_scale), p=1.0)])
 
 
-def offline_expand(images: np.ndarray, *, rotate_limit: float = 15, crop_scale: float = 1.125, seed: int = 0) -> np.ndarray:
+def offline_expand(
+    images: np.ndarray, *, rotate_limit: float = 15, crop_scale: float = 1.125, seed: int = 0
+) -> np.ndarray:
     """The paper's fixed 4x expansion: every image followed by its flipped, rotated and cropped variants.
 
     Returns an array ``(4 * N, S, S)`` ordered image by image, so labels repeat with ``np.repeat(y, 4)``.

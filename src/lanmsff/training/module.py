@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,7 +14,10 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lanmsff.training.metrics import GroupedAccuracy
+from lanmsff.training.precision import use_nchw_weight_grads
 from lanmsff.utils.config import instantiate
+
+log = logging.getLogger(__name__)
 
 # The authors' reference: Adam(1e-3, 0.9, 0.999, eps 1e-7); ReduceLROnPlateau(val_loss, 0.1, 9).
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-7}
@@ -50,6 +54,8 @@ class FERModule(pl.LightningModule):
             may be ``None``.
         monitor: metric the scheduler follows (the authors' ``val_loss``).
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
+        compile: run the network through ``torch.compile`` (the weights and checkpoints stay those of
+            the plain network).
     """
 
     def __init__(
@@ -64,6 +70,7 @@ class FERModule(pl.LightningModule):
         scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER,
         monitor: str = "val/loss",
         channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
@@ -78,12 +85,15 @@ class FERModule(pl.LightningModule):
                 "scheduler": scheduler,
                 "monitor": monitor,
                 "channels_last": channels_last,
+                "compile": compile,
             }
         )
         num_classes = len(class_names)
         self.net = instantiate(net, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        # kept out of the module tree, so that state_dict keys and checkpoints do not change
+        self.__dict__["_run_net"] = torch.compile(self.net) if compile else self.net
 
         def quality() -> MetricCollection:
             return MetricCollection(
@@ -112,10 +122,21 @@ class FERModule(pl.LightningModule):
     def group_names(self) -> list[str]:
         return list(self.hparams.group_names)
 
+    def on_fit_start(self) -> None:
+        """Under bf16 autocast on a CPU, compute dilated convolutions' weight gradients in NCHW.
+
+        Works around a oneDNN kernel that returns wrong bf16 weight gradients for dilated
+        channels-last convolutions (see :mod:`lanmsff.training.precision`); nothing else changes.
+        """
+        if self.device.type == "cpu" and str(self.trainer.precision).startswith("bf16"):
+            converted = use_nchw_weight_grads(self.net)
+            if converted:
+                log.info("bf16 on CPU: %d dilated convolutions compute their weight gradients in NCHW", converted)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return self._run_net(x)
 
     def _step(self, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y, groups = batch

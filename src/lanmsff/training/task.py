@@ -19,13 +19,15 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import EXIT_USER_ERROR, UserError, check_choice
+from lanmsff.inference import tune_glibc_malloc
 from lanmsff.training.callbacks import CHECKPOINT_KEY, EmbedRunConfig, RNGStateCheckpoint
 from lanmsff.training.module import FERModule
+from lanmsff.training.precision import resolve_trainer_precision
 from lanmsff.training.run import RunRecorder, print_results
 from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_tags
 
@@ -52,6 +54,7 @@ def build_module(cfg: DictConfig, datamodule: FERDataModule) -> FERModule:
         scheduler=optim.get("scheduler"),
         monitor=optim.get("monitor", "val/loss"),
         channels_last=bool(cfg.model.get("channels_last", False)),
+        compile=bool(cfg.model.get("compile", False)),
     )
 
 
@@ -63,6 +66,24 @@ def _log_hyperparams(loggers: list[Any], run: RunRecorder) -> None:
 
 
 RESUME_MODES = ("auto", "never")
+
+
+def resolve_precision(cfg: DictConfig) -> None:
+    """Replace ``trainer.precision=auto`` by the setting for this device, in place (see training.precision)."""
+    if "trainer" not in cfg or cfg.trainer.get("precision") is None:
+        return
+    cpu_bf16 = bool(cfg.get("model", {}).get("cpu_bf16", True))
+    resolved = resolve_trainer_precision(
+        cfg.trainer.precision, str(cfg.trainer.get("accelerator", "auto")), cpu_bf16=cpu_bf16
+    )
+    with open_dict(cfg):
+        cfg.trainer.precision = resolved
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str:
+    """The best checkpoint of the ModelCheckpoint that monitors a metric ("" if none was saved)."""
+    monitoring = [c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)]
+    return monitoring[0].best_model_path if monitoring else ""
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -94,6 +115,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     Configuration (data settings, the network) is checked before any data is generated, read or
     preprocessed.
     """
+    resolve_precision(cfg)
+    tune_glibc_malloc()  # reuse the large activation buffers instead of mapping them anew every step
     with RunRecorder(cfg.paths.output_dir, cfg, job_type="train") as run:
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed, workers=True)
@@ -119,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run.summary["world_size"] = trainer.world_size
         if not trainer.is_global_zero:
             return run.summary  # DDP: the other processes stop here; rank 0 tests and records
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = _best_checkpoint(trainer)
         run.summary["best_ckpt"] = best or None
         if cfg.get("test", True):
             if not best:
@@ -178,6 +201,7 @@ def _eval_data_config(cfg: DictConfig, checkpoint: dict[str, Any]) -> DictConfig
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the test split of the data it was trained with (or the one given)."""
+    resolve_precision(cfg)
     with RunRecorder(cfg.paths.output_dir, cfg, job_type="eval") as run:
         if not cfg.get("ckpt_path"):
             raise UserError(

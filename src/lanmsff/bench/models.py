@@ -1,0 +1,450 @@
+"""Model speed and numerics for ``python -m lanmsff.bench``.
+
+Every speed is the median of :meth:`torch.utils.benchmark.Timer.blocked_autorange`, and every
+ratio is taken against the plain eager fp32 NCHW model measured in the same run (its timings before
+and after the variants are pooled, so that a drift of the machine during the run shows in neither
+direction). Nothing here is asserted: the tests only check that the numbers exist and are positive.
+
+Besides speed, this module holds the numerical checks behind the choice of training settings:
+
+* :func:`audit_conv_weight_grads` recomputes the weight gradient of every convolution of one
+  training step in float64 from the very tensors the step used, which exposes kernels that
+  return wrong gradients. On this project's CPU (AVX-512 BF16 without AMX, oneDNN 3.12) the
+  ``jit_bf16`` backward-weights kernel is wrong for *dilated* convolutions in channels-last
+  layout at 32x32 and larger (NaN, inf or errors of 20-100%); LANMSFF's L path (dilation 2) hits it.
+* :class:`lanmsff.training.precision.NCHWWeightGradConv2d` keeps such convolutions in bf16
+  channels-last for the forward pass and the input gradient, and computes only their weight
+  gradient in NCHW layout, where the kernel is right (the training default uses it).
+* :func:`loss_check` trains a few steps on synthetic faces and reports whether the loss stays finite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import math
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.benchmark import Timer
+
+from lanmsff.errors import ConfigError
+from lanmsff.inference import optimize
+from lanmsff.models import LANMSFF
+from lanmsff.models.baselines import BASELINES, timm_model
+from lanmsff.models.introspection import count_flops, count_params
+from lanmsff.training.precision import use_nchw_weight_grads
+
+MODEL_NAMES = ("lanmsff", *BASELINES)
+BASELINE = "eager fp32 NCHW"
+BAD_GRADIENT = 0.05  # relative error of a bf16 weight gradient that is certainly a wrong kernel, not rounding
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What is measured and how long."""
+
+    batch: int = 64
+    image_size: int = 64
+    in_channels: int = 1
+    num_classes: int = 7
+    threads: int = 2
+    min_run_time: float = 3.0  # seconds per inference measurement
+    train_run_time: float = 8.0  # seconds per training-step measurement
+    check_steps: int = 30  # training steps of the bf16 loss check
+    quick: bool = False
+
+    def scaled(self, factor: float) -> Settings:
+        """The same settings with shorter measurements (for the baselines)."""
+        times = {"min_run_time": self.min_run_time * factor, "train_run_time": self.train_run_time * factor}
+        return Settings(**{**self.__dict__, **times})
+
+
+@dataclass
+class Timing:
+    """Raw per-call times of one measurement; ``median_s`` is what gets reported."""
+
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.times))
+
+    @property
+    def iqr_s(self) -> float:
+        q1, q3 = np.percentile(self.times, [25, 75])
+        return float(q3 - q1)
+
+    def merged(self, other: Timing) -> Timing:
+        return Timing(self.times + other.times)
+
+
+def measure(fn: Callable[[], Any], min_run_time: float, *, warmup: int = 2) -> Timing:
+    """Per-call times of ``fn`` from ``Timer.blocked_autorange`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    m = Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
+    return Timing(list(m.times))
+
+
+def rate(timing: Timing, images: int) -> float:
+    return images / timing.median_s
+
+
+# ----------------------------------------------------------------------------- models
+def build_model(name: str, s: Settings) -> nn.Module:
+    """A freshly initialised model by bench name (``lanmsff`` or a key of ``BASELINES``)."""
+    geometry = dict(num_classes=s.num_classes, in_channels=s.in_channels, image_size=s.image_size)
+    if name == "lanmsff":
+        return LANMSFF(**geometry)
+    if name in BASELINES:
+        return timm_model(BASELINES[name], **geometry)
+    raise ConfigError(f"--models: unknown model {name!r}; choices: {', '.join(MODEL_NAMES)}")
+
+
+def has_dilated_convs(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) and m.dilation != (1, 1) for m in model.modules())
+
+
+def model_costs(model: nn.Module, s: Settings) -> dict[str, Any]:
+    """Parameters and forward FLOPs per image (torch's flop counter; a multiply-add is 2 FLOPs)."""
+    flops = count_flops(model, (s.in_channels, s.image_size, s.image_size))
+    return {"params": count_params(model), "flops": int(flops)}
+
+
+def _row(timing: Timing, images: int, flops_per_image: float, baseline: float | None) -> dict[str, float]:
+    per_s = rate(timing, images)
+    row = {
+        "images_per_s": round(per_s, 2),
+        "median_ms": round(timing.median_s * 1e3, 3),
+        "iqr_ms": round(timing.iqr_s * 1e3, 3),
+        "gflops_per_s": round(per_s * flops_per_image / 1e9, 2),
+    }
+    if baseline:
+        row["ratio"] = round(per_s / baseline, 3)
+    return row
+
+
+# ----------------------------------------------------------------------------- inference
+def _onnx_runner(model: nn.Module, x: torch.Tensor, s: Settings, folder: Path) -> Callable[[], Any] | None:
+    """A call of ONNX Runtime on ``x`` (``s.threads`` intra-op threads), or None without onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from lanmsff.export import INPUT_NAME, export_model_onnx
+
+    path = folder / "model.onnx"
+    export_model_onnx(model, path, in_channels=s.in_channels, image_size=s.image_size)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = s.threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {INPUT_NAME: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def inference_variants(model: nn.Module, s: Settings, *, full: bool, compile_: bool) -> dict[str, Callable]:
+    """Callables that classify one batch, by label; the baseline is not among them."""
+    x = torch.rand(s.batch, s.in_channels, s.image_size, s.image_size)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    cl_model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    variants: dict[str, Callable] = {"channels-last": lambda: cl_model(x_cl)}
+    configs = [("fp32", "eager", 16), ("auto", "eager", 16)]
+    if full:
+        configs += [("fp32", "eager", None), ("auto", "eager", None), ("fp32", "jit", 16), ("auto", "jit", 16)]
+    if compile_:
+        configs += [("fp32", "compile", 16), ("auto", "compile", 16)]
+    for precision, backend, micro in configs:
+        net = optimize(model, precision=precision, backend=backend, micro_batch=micro)
+        variants[_label(precision, backend, micro, net.precision)] = _bind(net, x)
+    return variants
+
+
+def _label(precision: str, backend: str, micro: int | None, resolved: str) -> str:
+    parts = [precision if precision != "auto" else f"auto={resolved}"]
+    if backend != "eager":
+        parts.append(backend)
+    if micro is None:
+        parts.append("whole batch")
+    return f"optimize({', '.join(parts)})"
+
+
+def _bind(net: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+    return lambda: net(x)
+
+
+def bench_inference(
+    model: nn.Module, s: Settings, *, full: bool, compile_: bool, onnx: bool, latency: bool = True
+) -> dict[str, Any]:
+    """Throughput at ``s.batch`` of the baseline and every variant, and (optionally) batch-1 latency."""
+    model = copy.deepcopy(model).eval()
+    flops = count_flops(model, (s.in_channels, s.image_size, s.image_size))
+    x = torch.rand(s.batch, s.in_channels, s.image_size, s.image_size)
+    timings: dict[str, Timing] = {}
+    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
+        before = measure(lambda: model(x), s.min_run_time)
+        variants = inference_variants(model, s, full=full, compile_=compile_)
+        if onnx and (runner := _onnx_runner(model, x, s, Path(folder))) is not None:
+            variants["onnxruntime fp32"] = runner
+        for label, fn in variants.items():
+            with _compile_warnings(label):
+                timings[label] = measure(fn, s.min_run_time, warmup=3)
+        baseline_timing = before.merged(measure(lambda: model(x), s.min_run_time))
+        latencies = bench_latency(model, s) if latency else {}
+    baseline = rate(baseline_timing, s.batch)
+    rows = {BASELINE: _row(baseline_timing, s.batch, flops, baseline)}
+    rows.update({label: _row(t, s.batch, flops, baseline) for label, t in timings.items()})
+    return {"throughput": rows, "latency_ms": latencies}
+
+
+@contextlib.contextmanager
+def _compile_warnings(label: str) -> Iterator[None]:
+    """Let a compile fallback warning through once; silence the rest."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "compile" in label:
+            warnings.simplefilter("default", RuntimeWarning)
+        yield
+
+
+def bench_latency(model: nn.Module, s: Settings) -> dict[str, float]:
+    """Median time of one image (batch 1), in ms, for the baseline and the default optimised models."""
+    x = torch.rand(1, s.in_channels, s.image_size, s.image_size)
+    nets = {
+        BASELINE: model,
+        "optimize(fp32)": optimize(model, precision="fp32"),
+        "optimize(auto)": optimize(model, precision="auto"),
+    }
+    run_time = max(s.min_run_time / 3, 0.2)
+    with torch.no_grad():
+        return {label: round(measure(_bind(net, x), run_time).median_s * 1e3, 3) for label, net in nets.items()}
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class TrainVariant:
+    """Training-step settings: memory format, bf16 autocast, the dilated-conv weight-gradient fix."""
+
+    channels_last: bool
+    bf16: bool
+    nchw_wgrad: bool = False
+
+
+TRAIN_VARIANTS = {
+    BASELINE: TrainVariant(False, False),
+    "channels-last fp32": TrainVariant(True, False),
+    "NCHW + bf16 autocast": TrainVariant(False, True),
+    "channels-last + bf16 autocast": TrainVariant(True, True),
+    "channels-last + bf16, dilated wgrad NCHW": TrainVariant(True, True, True),
+}
+
+
+def prepare_training(model: nn.Module, variant: TrainVariant) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A training copy of ``model`` in ``variant``'s layout, with the reference Adam (1e-3, eps 1e-7)."""
+    model = copy.deepcopy(model).train()
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if variant.nchw_wgrad:
+        use_nchw_weight_grads(model)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, variant: TrainVariant, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """Forward, cross-entropy, backward and an Adam step; returns the loss."""
+    if variant.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
+        loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def training_variants(model: nn.Module) -> dict[str, TrainVariant]:
+    """The variants that apply to ``model`` (the wgrad fix only where there are dilated convolutions)."""
+    return {k: v for k, v in TRAIN_VARIANTS.items() if not v.nchw_wgrad or has_dilated_convs(model)}
+
+
+def bench_training(model: nn.Module, s: Settings, variants: dict[str, TrainVariant]) -> dict[str, dict]:
+    """Training-step throughput (forward + backward + Adam) of each variant at ``s.batch``."""
+    flops = 3 * count_flops(model, (s.in_channels, s.image_size, s.image_size))  # backward ~ 2x forward
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(s.batch, s.in_channels, s.image_size, s.image_size, generator=generator)
+    y = torch.randint(0, s.num_classes, (s.batch,), generator=generator)
+    timings = {}
+    for label, variant in variants.items():
+        net, optimizer = prepare_training(model, variant)
+        step = functools.partial(train_step, net, optimizer, variant, x, y)
+        timings[label] = measure(step, s.train_run_time, warmup=1 if s.quick else 2)
+    baseline = rate(timings[BASELINE], s.batch)
+    return {label: _row(t, s.batch, flops, baseline) for label, t in timings.items()}
+
+
+# ----------------------------------------------------------------------------- numerics
+class _ConvCapture:
+    """Inputs and output gradients of every convolution during one training step."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.inputs: dict[str, list[torch.Tensor]] = {}
+        self.grads: dict[str, list[torch.Tensor]] = {}
+        self.active = True
+        self.handles = [
+            m.register_forward_hook(self._hook(name))
+            for name, m in model.named_modules()
+            if isinstance(m, nn.modules.conv._ConvNd)
+        ]
+
+    def _hook(self, name: str) -> Callable:
+        def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if not self.active or not output.requires_grad:
+                return
+            self.inputs.setdefault(name, []).append(inputs[0].detach())
+            output.register_hook(lambda g: self.grads.setdefault(name, []).append(g.detach()))
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _reference_weight_grad(module: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The weight gradient of ``module`` at input ``x`` and output gradient ``grad``, in float64."""
+    params = {name: p.detach().double().requires_grad_(name == "weight") for name, p in module.named_parameters()}
+    with torch.autocast("cpu", enabled=False), torch.enable_grad():
+        out = torch.func.functional_call(module, params, (x.double().contiguous(),))
+        return torch.autograd.grad(out, params["weight"], grad.double().contiguous())[0]
+
+
+def audit_conv_weight_grads(model: nn.Module, variant: TrainVariant, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """One training step of ``variant``; each convolution's weight gradient vs a float64 recomputation.
+
+    The reference uses the exact input and output gradient the step saw, so only the weight-gradient
+    kernel is judged (bf16 rounding of the result gives relative errors of about 4e-3; wrong kernels
+    give NaN, inf or errors above ``BAD_GRADIENT``).
+    """
+    net, optimizer = prepare_training(model, variant)
+    capture = _ConvCapture(net)
+    if variant.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
+        loss = F.cross_entropy(net(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    capture.active = False
+    capture.remove()
+    modules = dict(net.named_modules())
+    errors = {}
+    for name, inputs in capture.inputs.items():
+        grads = capture.grads.get(name, [])
+        if len(inputs) != 1 or len(grads) != 1 or modules[name].weight.grad is None:
+            continue
+        reference = _reference_weight_grad(modules[name], inputs[0], grads[0])
+        scale = float(reference.norm())
+        if scale > 0:
+            errors[name] = float((modules[name].weight.grad.double() - reference).norm()) / scale
+    bad = sorted(name for name, e in errors.items() if not e <= BAD_GRADIENT)
+    worst = max(errors, key=lambda n: errors[n] if math.isfinite(errors[n]) else math.inf, default=None)
+    return {
+        "convolutions": len(errors),
+        "max_rel_err": _finite_or_str(errors[worst]) if worst else None,
+        "worst": worst,
+        "bad": bad,
+        "ok": not bad,
+    }
+
+
+def _finite_or_str(value: float) -> float | str:
+    return round(value, 6) if math.isfinite(value) else str(value)
+
+
+def loss_check(
+    model: nn.Module, variant: TrainVariant, images: torch.Tensor, labels: torch.Tensor, *, steps: int, batch: int
+) -> dict[str, Any]:
+    """Train ``steps`` steps on shuffled ``images``; is the loss finite throughout?"""
+    net, optimizer = prepare_training(model, variant)
+    generator = torch.Generator().manual_seed(0)
+    losses: list[float] = []
+    for _ in range(steps):
+        index = torch.randint(0, len(images), (batch,), generator=generator)
+        losses.append(float(train_step(net, optimizer, variant, images[index], labels[index])))
+        if not math.isfinite(losses[-1]):
+            break
+    finite = all(math.isfinite(v) for v in losses)
+    return {
+        "steps": len(losses),
+        "finite": finite,
+        "first_nonfinite_step": None if finite else len(losses) - 1,
+        "first_loss": round(losses[0], 4),
+        "last_loss": _finite_or_str(losses[-1]),
+        "max_finite_loss": round(max((v for v in losses if math.isfinite(v)), default=math.nan), 4),
+    }
+
+
+# ----------------------------------------------------------------------------- bf16 accuracy
+def train_briefly(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int, batch: int = 32, seed: int = 0
+) -> nn.Module:
+    """Train ``model`` in channels-last fp32 (numerically safe everywhere) for a few epochs; eval mode after."""
+    variant = TrainVariant(True, False)
+    net, optimizer = prepare_training(model, variant)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for part in order.split(batch):
+            if len(part) > 1:
+                train_step(net, optimizer, variant, images[part], labels[part])
+    return net.eval()
+
+
+def bf16_agreement(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+    """Top-1 agreement of ``optimize(bf16)`` with ``optimize(fp32)`` on ``images`` (and both accuracies)."""
+    fp32 = optimize(model, precision="fp32")(images)
+    bf16 = optimize(model, precision="bf16")(images)
+    result = {
+        "images": len(images),
+        "top1_agreement": round(float((fp32.argmax(1) == bf16.argmax(1)).float().mean()), 5),
+        "max_abs_prob_diff": round(float((fp32.softmax(1) - bf16.softmax(1)).abs().max()), 5),
+        "max_abs_logit_diff": round(float((fp32 - bf16).abs().max()), 5),
+    }
+    if labels is not None:
+        result["accuracy_fp32"] = round(float((fp32.argmax(1) == labels).float().mean()), 5)
+        result["accuracy_bf16"] = round(float((bf16.argmax(1) == labels).float().mean()), 5)
+    return result
+
+
+# ----------------------------------------------------------------------------- data path
+def bench_data_path(images: np.ndarray, s: Settings, *, workers: int, min_images: int = 2048) -> dict[str, Any]:
+    """Images/s of the cached in-memory training loader with online augmentation (batch ``s.batch``).
+
+    ``images`` (uint8 faces) are tiled to at least ``min_images`` per epoch; one epoch is one timed call.
+    """
+    from torch.utils.data import DataLoader
+
+    from lanmsff.data.datamodule import FaceDataset
+    from lanmsff.data.transforms import train_transform
+
+    tiled = np.tile(images, (max(1, math.ceil(min_images / len(images))), 1, 1))
+    zeros = np.zeros(len(tiled), np.int64)
+    dataset = FaceDataset(tiled, zeros, zeros, transform=train_transform(s.image_size))
+    loader = DataLoader(dataset, batch_size=s.batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+
+    def epoch() -> None:
+        for _ in loader:
+            pass
+
+    timing = measure(epoch, s.min_run_time, warmup=1)  # the workers stop when the loader is collected
+    return {"num_workers": workers, "images_per_s": round(len(dataset) / timing.median_s, 1)}

@@ -1,0 +1,104 @@
+"""Training precision: the ``auto`` choice of ``trainer.precision`` and a guard against a CPU kernel bug.
+
+``trainer.precision=auto`` (the default) resolves, before the Trainer is built, to the fastest
+setting that is numerically safe on the device the run will use:
+
+* CUDA: ``bf16-mixed`` where the GPU supports bf16, else ``16-mixed``;
+* CPU with native bf16 arithmetic (AVX-512 BF16 or AMX): ``bf16-mixed``, with the dilated-convolution
+  weight-gradient guard below, for models whose config says ``cpu_bf16: true`` (LANMSFF and its
+  ablations: 2.5x the eager fp32 step; ResNet-18: 1.4x); ``32-true`` for the mobile baselines, whose
+  depthwise convolutions are slower in bf16 on the CPU (0.65-0.8x, ``python -m lanmsff.bench``);
+* any other CPU: ``32-true``.
+
+Any value Lightning accepts (``32-true``, ``bf16-mixed``, ``16-mixed``, ...) is passed through.
+
+The guard: on AVX-512 BF16 CPUs without AMX (oneDNN 3.x as shipped with torch 2.14), the
+backward-weights kernel of *dilated* convolutions in channels-last bf16 returns wrong gradients
+(NaN, inf or relative errors of 20-100% at 32x32 and larger; ``python -m lanmsff.bench`` audits every
+convolution's weight gradient against float64). LANMSFF's L path (dilation 2) hits it, which made
+plain ``bf16-mixed`` training diverge to NaN in its first epoch. :class:`NCHWWeightGradConv2d` keeps
+such convolutions in bf16 channels-last for the forward pass and the input gradient and computes
+only their weight gradient in NCHW layout, where the kernel is right. It changes no parameter, buffer
+or state-dict key, and outside CPU autocast it is a plain ``Conv2d``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+AUTO = "auto"
+
+
+def resolve_trainer_precision(precision: Any, accelerator: str = "auto", *, cpu_bf16: bool = True) -> Any:
+    """The Lightning precision for ``trainer.precision``: ``auto`` resolved (see the module docstring).
+
+    ``cpu_bf16=False`` keeps fp32 on CPUs for models that bf16 slows down there.
+    """
+    if str(precision) != AUTO:
+        return precision
+    from lanmsff.inference import cpu_has_native_bf16
+
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_bf16 and cpu_has_native_bf16() else "32-true"
+
+
+class NCHWWeightGradConv2d(nn.Conv2d):
+    """A Conv2d whose weight gradient under CPU autocast is computed in NCHW layout (forward unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu") or self.padding_mode != "zeros":
+            return super().forward(x)
+        dtype = torch.get_autocast_dtype("cpu")
+        with torch.autocast("cpu", enabled=False):
+            bias = self.bias.to(dtype) if self.bias is not None else None
+            return _NCHWWeightGradConv.apply(x.to(dtype), self.weight.to(dtype), bias, self)
+
+
+class _NCHWWeightGradConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d):
+        ctx.save_for_backward(x, weight)
+        ctx.conv, ctx.has_bias = conv, bias is not None
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        conv = ctx.conv
+        common = (conv.stride, conv.padding, conv.dilation, False, [0, 0], conv.groups)
+        bias_sizes = [weight.shape[0]] if ctx.has_bias else None
+        grad_x, _, grad_b = torch.ops.aten.convolution_backward(
+            grad, x, weight, bias_sizes, *common, [ctx.needs_input_grad[0], False, ctx.has_bias]
+        )
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            nchw = torch.contiguous_format
+            grad_w = torch.ops.aten.convolution_backward(
+                grad.contiguous(memory_format=nchw),
+                x.contiguous(memory_format=nchw),
+                weight.clone(memory_format=nchw),
+                None,
+                *common,
+                [False, True, False],
+            )[1].contiguous(memory_format=_format_of(weight))
+        return grad_x, grad_w, grad_b, None
+
+
+def _format_of(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def use_nchw_weight_grads(model: nn.Module) -> int:
+    """Turn every dilated ``nn.Conv2d`` of ``model`` into :class:`NCHWWeightGradConv2d` in place; returns how many."""
+    converted = 0
+    for module in model.modules():
+        if type(module) is nn.Conv2d and module.dilation != (1, 1):
+            module.__class__ = NCHWWeightGradConv2d
+            converted += 1
+    return converted

@@ -1,0 +1,58 @@
+"""``python -m lanmsff.bench``: it runs end to end and records what it claims to measure (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SAFE_BF16 = "channels-last + bf16, dilated wgrad NCHW"
+
+
+def _bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lanmsff.bench", *args],
+        cwd=cwd,
+        env={**os.environ, "LANMSFF_ROOT": str(cwd)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.mark.slow
+def test_quick_bench_records_every_measurement(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = _bench("--quick", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Results: {out}" in result.stdout
+    results = json.loads(out.read_text())
+
+    lanmsff = results["models"]["lanmsff"]
+    assert lanmsff["params"] == 356_294 and round(lanmsff["flops"] / 1e9, 2) == 0.60
+    throughput = lanmsff["inference"]["throughput"]
+    assert {"eager fp32 NCHW", "channels-last", "optimize(fp32)", "onnxruntime fp32"} <= set(throughput)
+    assert any(label.startswith("optimize(auto=") for label in throughput)
+    assert throughput["eager fp32 NCHW"]["ratio"] == 1.0
+    assert all(row["images_per_s"] > 0 for row in throughput.values())
+    assert set(lanmsff["inference"]["latency_ms"]) == {"eager fp32 NCHW", "optimize(fp32)", "optimize(auto)"}
+
+    training = lanmsff["training"]
+    assert training["eager fp32 NCHW"]["conv_grad_audit"]["ok"]
+    assert training[SAFE_BF16]["conv_grad_audit"]["ok"]  # the guard the training default uses is right
+    assert results["bf16_loss_check"][SAFE_BF16]["finite"]
+    assert results["bf16_agreement"]["heldout"]["images"] > 0
+    assert all(row["images_per_s"] > 0 for row in results["data_path"].values())
+    assert set(results["targets"]) == {"inference_fp32", "inference_auto_bf16", "training_safe"}
+    assert results["machine"]["cores"] >= 1 and "native_bf16" in results["machine"]
+
+
+def test_unknown_model_is_a_user_error(tmp_path: Path) -> None:
+    result = _bench("--models", "lanmsff,vgg16", "--out", str(tmp_path / "r.json"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--models: unknown vgg16; choices: lanmsff," in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r.json").exists()

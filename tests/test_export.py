@@ -1,0 +1,81 @@
+"""ONNX export: the file runs in ONNX Runtime with the PyTorch logits, at any batch size; bad input exits 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from lanmsff.export import ATOL, export_model_onnx, export_onnx
+from lanmsff.inference import load_model, sample_faces
+from lanmsff.models import LANMSFF
+
+from .conftest import run_script
+
+
+def test_export_command_writes_a_checked_onnx_file(trained_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    result = run_script("export.py", f"ckpt_path={trained_checkpoint}", f"output={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Wrote {out} (ONNX opset 17" in result.stdout
+    assert "Check passed: tolerance 0.0001 on the logits" in result.stdout
+    for kind in ("random", "faces"):
+        for batch in (1, 17):
+            assert f"check {kind:6s} batch {batch:>3d}: max |onnxruntime - torch|" in result.stdout
+
+    net, _, _, _ = load_model(trained_checkpoint)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for batch in (1, 5, 33):  # the batch axis is dynamic
+        x = sample_faces(batch, seed=2)
+        got = session.run(["logits"], {"image": x.numpy()})[0]
+        with torch.no_grad():
+            expected = net(x).numpy()
+        assert got.shape == (batch, 7)
+        assert np.abs(got - expected).max() <= ATOL
+    assert not list(tmp_path.glob(".model.onnx.*"))  # no temporary file left behind
+
+
+def test_reference_lanmsff_exports_within_tolerance(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = LANMSFF().eval()
+    path = tmp_path / "lanmsff.onnx"
+    assert export_model_onnx(net, path) in ("torchscript", "dynamo")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(17, 1, 64, 64)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert np.abs(session.run(None, {"image": x.numpy()})[0] - expected).max() <= ATOL
+
+
+def test_default_output_is_next_to_the_checkpoint(trained_checkpoint: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "best.ckpt"
+    copy.write_bytes(trained_checkpoint.read_bytes())
+    result = export_onnx(copy)
+    assert result.ok and result.checked and Path(result.path) == tmp_path / "best.onnx"
+    assert set(result.max_abs_diff) == {"random/b1", "faces/b1", "random/b17", "faces/b17"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["format=tflite"], "format='tflite' is not valid; allowed values: 'onnx'"),
+        (["ckpt_path=missing.ckpt"], "ckpt_path=missing.ckpt: no such file"),
+        (["opset=7"], "opset=7 must be an integer of at least 11"),
+    ],
+)
+def test_bad_export_settings_exit_2(trained_checkpoint: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_script("export.py", f"ckpt_path={trained_checkpoint}", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_of_a_file_that_is_not_a_checkpoint_exits_2(tmp_path: Path) -> None:
+    bogus = tmp_path / "weights.ckpt"
+    bogus.write_text("not a checkpoint")
+    result = run_script("export.py", f"ckpt_path={bogus}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not a loadable PyTorch checkpoint" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.onnx"))
