@@ -9,9 +9,9 @@ Besides speed, this module holds the numerical checks behind the choice of train
 
 * :func:`audit_conv_weight_grads` recomputes the weight gradient of every convolution of one
   training step in float64 from the very tensors the step used, which exposes kernels that
-  return wrong gradients. On this project's CPU (AVX-512 BF16 without AMX, oneDNN 3.12) the
+  return wrong gradients. On the CPUs we measured (AVX-512 BF16, with and without AMX; torch 2.14.1) the
   ``jit_bf16`` backward-weights kernel is wrong for *dilated* convolutions in channels-last
-  layout at 32x32 and larger (NaN, inf or errors of 20-100%); LANMSFF's L path (dilation 2) hits it.
+  layout at 32x32 and larger (NaN, inf or errors from 20% to 1e38); LANMSFF's L path (dilation 2) hits it.
 * :class:`lanmsff.training.precision.NCHWWeightGradConv2d` keeps such convolutions in bf16
   channels-last for the forward pass and the input gradient, and computes only their weight
   gradient in NCHW layout, where the kernel is right (the training default uses it).

@@ -12,9 +12,10 @@ setting that is numerically safe on the device the run will use:
 
 Any value Lightning accepts (``32-true``, ``bf16-mixed``, ``16-mixed``, ...) is passed through.
 
-The guard: on AVX-512 BF16 CPUs without AMX (oneDNN 3.x as shipped with torch 2.14), the
+The guard: on the AVX-512 BF16 CPUs we measured (an AMD EPYC without AMX and an Intel Xeon with
+AMX; oneDNN as shipped with torch 2.14.1), the
 backward-weights kernel of *dilated* convolutions in channels-last bf16 returns wrong gradients
-(NaN, inf or relative errors of 20-100% at 32x32 and larger; ``python -m lanmsff.bench`` audits every
+(NaN, inf or relative errors from 20% to 1e38 at 32x32 and larger; ``python -m lanmsff.bench`` audits every
 convolution's weight gradient against float64). LANMSFF's L path (dilation 2) hits it, which made
 plain ``bf16-mixed`` training diverge to NaN in its first epoch. :class:`NCHWWeightGradConv2d` keeps
 such convolutions in bf16 channels-last for the forward pass and the input gradient and computes
