@@ -329,6 +329,7 @@ def print_results(results: dict[str, Any], console: Console) -> None:
         ("data_path", _print_data),
         ("tuned_allocator", _print_allocator),
         ("targets", _print_targets),
+        ("preprocess", _print_preprocess),
     ):
         if key in results:
             printer(results[key], console)
@@ -431,6 +432,12 @@ def _print_targets(targets: dict[str, Any], console: Console) -> None:
         note = f" ({t['note']})" if "note" in t else ""
         table.add_row(key, f"{t['target']:.1f}x", _fmt(t["default_ratio"], 2), best, met + note)
     console.print(table)
+
+
+def _print_preprocess(results: dict[str, Any], console: Console) -> None:
+    from lanmsff.bench.preprocess import results_table
+
+    console.print(results_table(results))
 
 
 def main(argv: list[str] | None = None) -> int:

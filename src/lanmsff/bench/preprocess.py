@@ -51,12 +51,8 @@ def run(tree: Path, modes: tuple[str, ...] = ("detect", "box")) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lanmsff.bench.preprocess", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", default="data/kdef_synthetic_full", type=Path)
-    parser.add_argument("--out", default="bench/preprocess.json", type=Path)
-    args = parser.parse_args(argv)
-    results = run(args.tree)
+def results_table(results: dict) -> Table:
+    """The timings of :func:`run` as a table."""
     table = Table(title=f"Preprocessing {results['images']} KDEF-sized images, {results['workers']} workers")
     for column in ("crop mode", "seconds", "images/s", "from cache (s)", "crops"):
         table.add_column(column)
@@ -64,7 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(
             mode, f"{r['seconds']:.1f}", f"{r['images_per_s']:.0f}", f"{r['cached_seconds']:.2f}", str(r["crops"])
         )
-    Console().print(table)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lanmsff.bench.preprocess", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tree", default="data/kdef_synthetic_full", type=Path)
+    parser.add_argument("--out", default="bench/preprocess.json", type=Path)
+    args = parser.parse_args(argv)
+    results = run(args.tree)
+    Console().print(results_table(results))
     atomic_write_json(args.out, results)
     return 0
 
