@@ -91,7 +91,9 @@ def test_bf16_agrees_with_fp32_on_a_trained_model() -> None:
     heldout = sample_faces(420, seed=1)
     result = bf16_agreement(trained, heldout, torch.arange(420) % 7)
     assert result["accuracy_fp32"] > 1 / 7 + 0.1  # the network has learned something
-    assert result["top1_agreement"] >= 0.99
+    # 99.3% here (3 of 420 flip); the demo checkpoint agrees on 99.4% of its 1,400 faces.
+    # 98% leaves room for other CPUs' kernels without letting a broken bf16 path (e.g. wrong kernels) pass.
+    assert result["top1_agreement"] >= 0.98
     assert abs(result["accuracy_bf16"] - result["accuracy_fp32"]) <= 0.02
     assert optimize(trained, precision="bf16").precision == "bf16"
 
