@@ -81,6 +81,20 @@ def test_micro_batches_and_torchscript_give_the_same_logits() -> None:
     assert (traced(x[:5]) - whole[:5]).abs().max().item() <= 1e-4  # another batch size, same trace
 
 
+def test_onnxruntime_backend_gives_the_same_logits() -> None:
+    model = _with_trained_statistics(LANMSFF())
+    x = sample_faces(17)
+    with torch.no_grad():
+        expected = model(x)
+    fast = optimize(model, precision="auto", backend="onnxruntime")
+    assert fast.precision == "fp32"  # ONNX Runtime runs the fp32 graph
+    for batch in (1, 17):
+        got = fast(x[:batch])
+        assert got.dtype == torch.float32 and (got - expected[:batch]).abs().max().item() <= 1e-4
+    with pytest.raises(ConfigError, match="backend='onnxruntime' runs fp32 on the CPU"):
+        optimize(model, precision="bf16", backend="onnxruntime")
+
+
 @pytest.mark.slow
 def test_bf16_agrees_with_fp32_on_a_trained_model() -> None:
     torch.manual_seed(0)

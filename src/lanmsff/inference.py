@@ -26,7 +26,8 @@ equivalent to the original in fp32. It works on a deep copy and applies, in orde
    :func:`torch.jit.freeze`, which inlines the weights as constants, folds what is left of
    BatchNorm, and lets oneDNN fuse convolutions with the following ReLU/add; ``compile`` wraps the
    eager result with :func:`torch.compile` (inductor, ``freezing`` on: prepacked oneDNN weights,
-   fused elementwise code); if compilation fails the eager result is used with a warning.
+   fused elementwise code); if compilation fails the eager result is used with a warning;
+   ``onnxruntime`` exports the folded network to ONNX once and runs it with ONNX Runtime (fp32, CPU).
 
 The traced and compiled forms are specialised to the input's spatial size (the model's image size):
 ``jit`` traces again for each new input shape (batch sizes share a trace), ``compile`` compiles each
@@ -64,7 +65,7 @@ from lanmsff.errors import ConfigError, UserError, check_choice
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
-BACKENDS = ("eager", "jit", "compile")
+BACKENDS = ("eager", "jit", "compile", "onnxruntime")
 DEFAULT_MICRO_BATCH = 16
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -303,13 +304,33 @@ def _quiet_tracing() -> Iterator[None]:
         yield
 
 
+def _onnx_session(net: nn.Module) -> Any:
+    """An ONNX Runtime session (CPU, torch's thread count) of ``net`` exported in fp32."""
+    import tempfile
+
+    from lanmsff.export import export_model_onnx, input_geometry
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("backend='onnxruntime' needs onnxruntime and onnx: pip install -e '.[export]'") from None
+    in_channels, image_size = input_geometry(net)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        export_model_onnx(net, path, in_channels=in_channels, image_size=image_size)
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OptimizedModel(nn.Module):
     """What :func:`optimize` returns: float32 NCHW images in, float32 logits out.
 
     Args:
         net: the transformed network (eval mode, BN folded, channels-last).
         autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` for reduced precision, ``None`` for fp32.
-        backend: ``eager``, ``jit`` or ``compile`` (see :func:`optimize`).
+        backend: ``eager``, ``jit``, ``compile`` or ``onnxruntime`` (see :func:`optimize`).
         micro_batch: largest number of images the network sees at once (``None``: the whole batch).
         channels_last: convert 4-d input to channels-last before the network.
     """
@@ -334,6 +355,7 @@ class OptimizedModel(nn.Module):
         self._compiled: list[Any] = []
         if backend == "compile":
             self._compiled.append(torch.compile(net, dynamic=False, options={"freezing": True}))
+        self._session = _onnx_session(net) if backend == "onnxruntime" else None
 
     @property
     def precision(self) -> str:
@@ -388,6 +410,9 @@ class OptimizedModel(nn.Module):
             return out
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self._session is not None:
+            feed = {self._session.get_inputs()[0].name: x.contiguous().numpy()}
+            return torch.from_numpy(self._session.run(None, feed)[0])
         if self.backend == "jit":
             return self._trace(x)(x)
         if self.backend == "compile" and self._compiled:
@@ -439,7 +464,9 @@ def optimize(
             ``bf16`` (autocast; see :func:`resolve_precision`).
         backend: ``eager`` (the transformed modules), ``jit`` (traced and frozen with TorchScript,
             one trace per input shape) or ``compile`` (``torch.compile`` with inductor and freezing;
-            one compilation per input shape; falls back to eager with a warning if it fails).
+            one compilation per input shape; falls back to eager with a warning if it fails) or
+            ``onnxruntime`` (the folded network exported to ONNX and run by ONNX Runtime on the CPU
+            in fp32, whole batches; needs the ``[export]`` extra; ``auto`` precision means fp32 here).
         micro_batch: run larger batches in parts of at most this many images (``None``: never
             split). Results are identical (images are independent in eval mode); see the module
             docstring for why 16 is much faster than whole batches of 64 on CPU.
@@ -456,12 +483,24 @@ def optimize(
     if micro_batch is not None and (type(micro_batch) is not int or micro_batch < 1):
         raise ConfigError(f"micro_batch={micro_batch!r} must be a positive integer or None")
     autocast_dtype = resolve_precision(precision, _device_of(model))
+    if backend == "onnxruntime":
+        if precision == "bf16" or _device_of(model).type != "cpu":
+            raise ConfigError(
+                "backend='onnxruntime' runs fp32 on the CPU: use precision='fp32' or 'auto' and a CPU model"
+            )
+        autocast_dtype, micro_batch = None, None
     net = copy.deepcopy(model).eval()
     net.requires_grad_(False)
     folded = fold_batchnorm(net)
     net = net.to(memory_format=torch.channels_last)
     log.debug("optimize: folded %d BatchNorm layers, precision=%s, backend=%s", folded, autocast_dtype, backend)
-    return OptimizedModel(net, autocast_dtype=autocast_dtype, backend=backend, micro_batch=micro_batch)
+    return OptimizedModel(
+        net,
+        autocast_dtype=autocast_dtype,
+        backend=backend,
+        micro_batch=micro_batch,
+        channels_last=backend != "onnxruntime",
+    )
 
 
 # ----------------------------------------------------------------------------- sample inputs

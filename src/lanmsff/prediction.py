@@ -99,7 +99,7 @@ class Predictor:
     Args:
         ckpt_path: a checkpoint written by ``train.py``.
         precision: passed to :func:`lanmsff.inference.optimize` (``auto`` uses bf16 where the CPU has it).
-        backend: passed to :func:`lanmsff.inference.optimize` (``eager``, ``jit`` or ``compile``).
+        backend: passed to :func:`lanmsff.inference.optimize` (``eager``, ``jit``, ``compile``, ``onnxruntime``).
         detect_side: images are downscaled so that their longer side is at most this for detection.
         min_face: smallest face searched for, as a fraction of the (downscaled) image width.
         expect_classes: fail unless the checkpoint has this many classes (``None``: any).

@@ -24,11 +24,9 @@ import contextlib
 import copy
 import functools
 import math
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +44,7 @@ from lanmsff.training.precision import use_nchw_weight_grads
 
 MODEL_NAMES = ("lanmsff", *BASELINES)
 BASELINE = "eager fp32 NCHW"
+ONNX_LABEL = "optimize(fp32, onnxruntime)"
 BAD_GRADIENT = 0.05  # relative error of a bf16 weight gradient that is certainly a wrong kernel, not rounding
 
 
@@ -135,22 +134,13 @@ def _row(timing: Timing, images: int, flops_per_image: float, baseline: float | 
 
 
 # ----------------------------------------------------------------------------- inference
-def _onnx_runner(model: nn.Module, x: torch.Tensor, s: Settings, folder: Path) -> Callable[[], Any] | None:
-    """A call of ONNX Runtime on ``x`` (``s.threads`` intra-op threads), or None without onnxruntime."""
+def _onnx_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], Any] | None:
+    """``optimize(backend="onnxruntime")`` classifying ``x``, or None without onnxruntime."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    from lanmsff.export import INPUT_NAME, export_model_onnx
-
-    path = folder / "model.onnx"
-    export_model_onnx(model, path, in_channels=s.in_channels, image_size=s.image_size)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = s.threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {INPUT_NAME: x.numpy()}
-    return lambda: session.run(None, feed)
+    return _bind(optimize(model, precision="fp32", backend="onnxruntime"), x)
 
 
 def inference_variants(model: nn.Module, s: Settings, *, full: bool, compile_: bool) -> dict[str, Callable]:
@@ -191,11 +181,11 @@ def bench_inference(
     flops = count_flops(model, (s.in_channels, s.image_size, s.image_size))
     x = torch.rand(s.batch, s.in_channels, s.image_size, s.image_size)
     timings: dict[str, Timing] = {}
-    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
+    with torch.no_grad():
         before = measure(lambda: model(x), s.min_run_time)
         variants = inference_variants(model, s, full=full, compile_=compile_)
-        if onnx and (runner := _onnx_runner(model, x, s, Path(folder))) is not None:
-            variants["onnxruntime fp32"] = runner
+        if onnx and (runner := _onnx_runner(model, x)) is not None:
+            variants[ONNX_LABEL] = runner
         for label, fn in variants.items():
             with _compile_warnings(label):
                 timings[label] = measure(fn, s.min_run_time, warmup=3)
