@@ -6,7 +6,7 @@ setting that is numerically safe on the device the run will use:
 * CUDA: ``bf16-mixed`` where the GPU supports bf16, else ``16-mixed``;
 * CPU with native bf16 arithmetic (AVX-512 BF16 or AMX): ``bf16-mixed``, with the dilated-convolution
   weight-gradient guard below, for models whose config says ``cpu_bf16: true`` (LANMSFF and its
-  ablations: 2.5x the eager fp32 step; ResNet-18: 1.4x); ``32-true`` for the mobile baselines, whose
+  ablations: 2.4x the eager fp32 step; ResNet-18: 1.4x); ``32-true`` for the mobile baselines, whose
   depthwise convolutions are slower in bf16 on the CPU (0.65-0.8x, ``python -m lanmsff.bench``);
 * any other CPU: ``32-true``.
 
