@@ -40,7 +40,7 @@ from lanmsff.inference import optimize
 from lanmsff.models import LANMSFF
 from lanmsff.models.baselines import BASELINES, timm_model
 from lanmsff.models.introspection import count_flops, count_params
-from lanmsff.training.precision import use_nchw_weight_grads
+from lanmsff.training.precision import is_dilated_conv, use_nchw_weight_grads
 
 MODEL_NAMES = ("lanmsff", *BASELINES)
 BASELINE = "eager fp32 NCHW"
@@ -111,7 +111,7 @@ def build_model(name: str, s: Settings) -> nn.Module:
 
 
 def has_dilated_convs(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) and m.dilation != (1, 1) for m in model.modules())
+    return any(is_dilated_conv(m) for m in model.modules())
 
 
 def model_costs(model: nn.Module, s: Settings) -> dict[str, Any]:

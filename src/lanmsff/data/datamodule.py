@@ -119,7 +119,7 @@ class FERDataModule(pl.LightningDataModule):
         val: tuple[np.ndarray, np.ndarray, np.ndarray],
         test: tuple[np.ndarray, np.ndarray, np.ndarray],
     ) -> None:
-        options = {k: v for k, v in self.augment.items() if k != "mode"}
+        options = self.augment_options
         mode = self.augment["mode"]
         on_cpu = mode == "online" and not self.augment_on_device
         transform = train_transform(self.image_size, **options) if on_cpu else None
@@ -145,6 +145,11 @@ class FERDataModule(pl.LightningDataModule):
             drop_last=False,
         )
 
+    @property
+    def augment_options(self) -> dict[str, Any]:
+        """The ``data.augment`` settings other than ``mode`` (passed to the augmentation functions)."""
+        return {k: v for k, v in self.augment.items() if k != "mode"}
+
     def train_dataloader(self) -> DataLoader | DeviceLoader:
         trainer = getattr(self, "trainer", None)
         plain = type(self.data_train) is FaceDataset and self.data_train.transform is None
@@ -157,8 +162,7 @@ class FERDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if self.augment_on_device and trainer is not None and trainer.training:
             x, *rest = batch
-            options = {k: v for k, v in self.augment.items() if k != "mode"}
-            batch = [augment_batch(x, **options), *rest]
+            batch = [augment_batch(x, **self.augment_options), *rest]
         return batch
 
     def val_dataloader(self) -> DataLoader:

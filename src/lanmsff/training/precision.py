@@ -41,12 +41,13 @@ def resolve_trainer_precision(precision: Any, accelerator: str = "auto", *, cpu_
     """
     if str(precision) != AUTO:
         return precision
-    from lanmsff.inference import cpu_has_native_bf16
+    from lanmsff.inference import resolve_precision
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_bf16 and cpu_has_native_bf16() else "32-true"
+    if not on_gpu and not cpu_bf16:
+        return "32-true"
+    dtype = resolve_precision(AUTO, "cuda" if on_gpu else "cpu")
+    return {torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed", None: "32-true"}[dtype]
 
 
 class NCHWWeightGradConv2d(nn.Conv2d):
@@ -95,11 +96,16 @@ def _format_of(t: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
+def is_dilated_conv(module: nn.Module) -> bool:
+    """A plain ``nn.Conv2d`` with dilation: what :func:`use_nchw_weight_grads` converts."""
+    return type(module) is nn.Conv2d and module.dilation != (1, 1)
+
+
 def use_nchw_weight_grads(model: nn.Module) -> int:
     """Turn every dilated ``nn.Conv2d`` of ``model`` into :class:`NCHWWeightGradConv2d` in place; returns how many."""
     converted = 0
     for module in model.modules():
-        if type(module) is nn.Conv2d and module.dilation != (1, 1):
+        if is_dilated_conv(module):
             module.__class__ = NCHWWeightGradConv2d
             converted += 1
     return converted
