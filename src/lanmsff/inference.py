@@ -85,13 +85,23 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+NATIVE_BF16_ENV = "LANMSFF_NATIVE_BF16"
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether the CPU computes in bf16 natively (AVX-512 BF16 or AMX), not by emulation.
 
     Reads the ``avx512_bf16`` / ``amx_bf16`` flags of ``/proc/cpuinfo`` and, where /proc is not
     available, asks torch's own probes. ``torch.backends.cpu.get_cpu_capability()`` alone is not
     enough: it says ``AVX512`` both for CPUs with and without the BF16 extension.
+
+    The environment variable ``LANMSFF_NATIVE_BF16=0`` (or ``1``) overrides the answer: ``0`` makes
+    a bf16-capable machine take the path of a CPU without bf16 (``precision=auto`` gives fp32, the
+    benchmark skips bf16), e.g. to try what another CPU kind does.
     """
+    override = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
     if _cpu_flags():
         return bool(_cpu_flags() & set(_BF16_FLAGS))
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -116,6 +126,7 @@ def cpu_description() -> dict[str, Any]:
         "capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": cpu_has_native_bf16(),
         "bf16_flags": sorted(_cpu_flags() & set(_BF16_FLAGS)),
+        "native_bf16_override": os.environ.get(NATIVE_BF16_ENV) or None,
     }
 
 
@@ -155,12 +166,31 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> tor
     if precision == "fp32":
         return None
     if precision == "bf16":
+        if device.type == "cpu":
+            warn_if_bf16_emulated("precision='bf16'")
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+class EmulatedBF16Warning(RuntimeWarning):
+    """bf16 was asked for on a CPU that only emulates it (slower than fp32, rounded differently)."""
+
+
+def warn_if_bf16_emulated(what: str) -> bool:
+    """Warn (once per call site) that ``what`` runs emulated bf16 on this CPU; True if it does."""
+    if cpu_has_native_bf16():
+        return False
+    warnings.warn(
+        f"{what}: this CPU has no native bf16 (no AVX-512 BF16 or AMX), so bf16 is emulated: slower than "
+        "fp32 and rounded differently; use 'auto' (fp32 here) or fp32",
+        EmulatedBF16Warning,
+        stacklevel=3,
+    )
+    return True
 
 
 # ----------------------------------------------------------------------------- BatchNorm folding

@@ -43,7 +43,7 @@ from rich.table import Table
 from lanmsff.bench import models as bm
 from lanmsff.bench.models import BASELINE, MODEL_NAMES, Settings
 from lanmsff.errors import EXIT_USER_ERROR, UserError
-from lanmsff.inference import cpu_description, tune_glibc_malloc
+from lanmsff.inference import cpu_description, cpu_has_native_bf16, tune_glibc_malloc
 from lanmsff.utils.io import atomic_write_json
 
 TARGETS = {  # the issue's targets: ratio against eager fp32 NCHW at batch 64 on 2 cores
@@ -72,20 +72,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=None, help=f"comma-separated, from: {', '.join(MODEL_NAMES)}")
     parser.add_argument("--out", default="bench/results.json", type=Path, help="results file (default: %(default)s)")
     parser.add_argument("--threads", default=2, type=int, help="torch threads (default: %(default)s)")
-    parser.add_argument("--batch", default=64, type=int, help="batch size (default: %(default)s)")
+    parser.add_argument("--batch", default=None, type=int, help="batch size (default: 64; 16 with --quick)")
     parser.add_argument("--data-dir", default=None, type=Path, help="synthetic faces (default: data/bench_faces)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
     parser.add_argument("--with-preprocess", action="store_true", help="also time KDEF preprocessing (slow)")
+    parser.add_argument(
+        "--emulated-bf16",
+        action="store_true",
+        help="also measure bf16 on a CPU without native bf16 (emulated: many minutes, and never used by auto)",
+    )
     return parser.parse_args(argv)
 
 
+QUICK_BATCH = 16
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
-    if args.threads < 1 or args.batch < 1:
-        raise UserError(f"--threads ({args.threads}) and --batch ({args.batch}) must be at least 1")
+    batch = args.batch or (QUICK_BATCH if args.quick else Settings.batch)
+    if args.threads < 1 or batch < 1:
+        raise UserError(f"--threads ({args.threads}) and --batch ({batch}) must be at least 1")
+    bf16 = cpu_has_native_bf16() or args.emulated_bf16
     if args.quick:
         short = dict(min_run_time=0.3, train_run_time=1.0, check_steps=3)
-        return Settings(batch=args.batch, threads=args.threads, quick=True, **short)
-    return Settings(batch=args.batch, threads=args.threads)
+        return Settings(batch=batch, threads=args.threads, quick=True, bf16=bf16, **short)
+    return Settings(batch=batch, threads=args.threads, bf16=bf16)
+
+
+BF16_SKIPPED = (
+    "bf16 skipped: this CPU has no native bf16 (AVX-512 BF16 / AMX), so bf16 would only be emulated "
+    "(slow, and never chosen by precision=auto); --emulated-bf16 measures it anyway"
+)
 
 
 def model_names(args: argparse.Namespace) -> list[str]:
@@ -143,7 +159,7 @@ def bench_model(name: str, s: Settings, *, first: bool, compile_: bool) -> dict[
     full = first and not s.quick
     ms = s if first else s.scaled(0.5)
     result["inference"] = bm.bench_inference(model, ms, full=full, compile_=compile_ and first, onnx=first)
-    variants = bm.training_variants(model)
+    variants = bm.training_variants(model, bf16=s.bf16, quick=s.quick)
     if not first:
         variants = {k: v for k, v in variants.items() if k in (BASELINE, "channels-last fp32")} | {
             k: v for k, v in variants.items() if v.channels_last and v.bf16
@@ -160,7 +176,7 @@ def bf16_loss_checks(faces: Faces, s: Settings) -> dict[str, Any]:
     """LANMSFF (reference settings) trained ``s.check_steps`` steps in each bf16 variant on synthetic faces."""
     torch.manual_seed(0)
     model = bm.build_model("lanmsff", s)
-    variants = {k: v for k, v in bm.TRAIN_VARIANTS.items() if v.bf16}
+    variants = {k: v for k, v in bm.training_variants(model, quick=s.quick).items() if v.bf16}
     return {
         label: bm.loss_check(model, variant, faces.train_x, faces.train_y, steps=s.check_steps, batch=s.batch)
         for label, variant in variants.items()
@@ -284,7 +300,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for index, name in enumerate(names):
         with phase(f"model {name}"):
             results["models"][name] = bench_model(name, s, first=index == 0, compile_=compile_)
-    if "lanmsff" in results["models"]:
+    if not s.bf16:
+        results["skipped"] = {"bf16": BF16_SKIPPED}
+        console.print(BF16_SKIPPED)
+    if "lanmsff" in results["models"] and s.bf16:
         with phase("bf16 loss check"):
             results["bf16_loss_check"] = bf16_loss_checks(faces, s)
         with phase("bf16 agreement"):
@@ -321,6 +340,8 @@ def print_results(results: dict[str, Any], console: Console) -> None:
         f"[bold]{m['cpu']}[/], {m['cores']} cores, {m['threads']} threads, torch {m['torch']}, "
         f"capability {m['capability']}, native bf16: {m['native_bf16']}, load {m['load_average_start']}"
     )
+    for reason in results.get("skipped", {}).values():
+        console.print(reason)
     for name, r in results["models"].items():
         _print_model(name, r, results, console)
     _print_summary(results, console)

@@ -61,6 +61,7 @@ class Settings:
     train_run_time: float = 8.0  # seconds per training-step measurement
     check_steps: int = 30  # training steps of the bf16 loss check
     quick: bool = False
+    bf16: bool = True  # measure bf16 training (False where the CPU would only emulate it)
 
     def scaled(self, factor: float) -> Settings:
         """The same settings with shorter measurements (for the baselines)."""
@@ -88,10 +89,15 @@ class Timing:
 
 
 def measure(fn: Callable[[], Any], min_run_time: float, *, warmup: int = 2) -> Timing:
-    """Per-call times of ``fn`` from ``Timer.blocked_autorange`` after ``warmup`` calls."""
+    """Per-call times of ``fn`` from ``Timer.blocked_autorange`` after ``warmup`` calls.
+
+    The timer runs with torch's current thread count: ``Timer`` itself defaults to one thread and
+    would otherwise time every torch path single-threaded (while ONNX Runtime keeps its own threads).
+    """
     for _ in range(warmup):
         fn()
-    m = Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    m = timer.blocked_autorange(min_run_time=min_run_time)
     return Timing(list(m.times))
 
 
@@ -263,9 +269,19 @@ def train_step(
     return loss.detach()
 
 
-def training_variants(model: nn.Module) -> dict[str, TrainVariant]:
-    """The variants that apply to ``model`` (the wgrad fix only where there are dilated convolutions)."""
-    return {k: v for k, v in TRAIN_VARIANTS.items() if not v.nchw_wgrad or has_dilated_convs(model)}
+QUICK_TRAIN_VARIANTS = (BASELINE, "channels-last fp32", "channels-last + bf16, dilated wgrad NCHW")
+
+
+def training_variants(model: nn.Module, *, bf16: bool = True, quick: bool = False) -> dict[str, TrainVariant]:
+    """The variants that apply to ``model``: the wgrad fix only where there are dilated convolutions,
+    the bf16 ones only with ``bf16``, and with ``quick`` only the baseline and the training defaults."""
+    return {
+        k: v
+        for k, v in TRAIN_VARIANTS.items()
+        if (bf16 or not v.bf16)
+        and (not v.nchw_wgrad or has_dilated_convs(model))
+        and (not quick or k in QUICK_TRAIN_VARIANTS)
+    }
 
 
 def bench_training(model: nn.Module, s: Settings, variants: dict[str, TrainVariant]) -> dict[str, dict]:

@@ -39,11 +39,13 @@ def resolve_trainer_precision(precision: Any, accelerator: str = "auto", *, cpu_
 
     ``cpu_bf16=False`` keeps fp32 on CPUs for models that bf16 slows down there.
     """
-    if str(precision) != AUTO:
-        return precision
-    from lanmsff.inference import resolve_precision
+    from lanmsff.inference import resolve_precision, warn_if_bf16_emulated
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if str(precision) != AUTO:
+        if str(precision).startswith("bf16") and not on_gpu:
+            warn_if_bf16_emulated(f"trainer.precision={precision}")
+        return precision
     if not on_gpu and not cpu_bf16:
         return "32-true"
     dtype = resolve_precision(AUTO, "cuda" if on_gpu else "cpu")
