@@ -1,17 +1,15 @@
 """Export a checkpoint to ONNX: python export.py ckpt_path=<run>/checkpoints/<file>.ckpt  (see README.md)."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from lanmsff.cli import check_group_options
-from lanmsff.export import main as export_main
+from lanmsff.entrypoints import check_group_options, run_cli
+from lanmsff.tasks.export import exit_status, export_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
-    sys.exit(export_main(cfg))
+    run_cli(export_task, cfg, exit_status=exit_status)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from lanmsff.cli import check_group_options
-from lanmsff.prediction import predict
-from lanmsff.training.task import run_cli
+from lanmsff.entrypoints import check_group_options, run_cli
+from lanmsff.tasks.predict import predict
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lanmsff.inference import NATIVE_BF16_ENV, cpu_has_native_bf16
+from lanmsff.runtime.hardware import NATIVE_BF16_ENV, cpu_has_native_bf16
 
 SAFE_BF16 = "channels-last + bf16, dilated wgrad NCHW"
 

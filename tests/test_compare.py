@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lanmsff.analysis.compare import (
+from lanmsff.analysis.report import (
     load_runs,
     load_wandb_runs,
     mean_confusion,

@@ -11,8 +11,9 @@ from hydra.utils import instantiate
 
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
+from lanmsff.runtime.hardware import NATIVE_BF16_ENV
+from lanmsff.tasks.common import apply_trainer_precision
 from lanmsff.training import FERModule
-from lanmsff.training.task import resolve_precision
 from lanmsff.utils.config import instantiate_callbacks, instantiate_loggers
 
 from .conftest import CONF, compose_config
@@ -72,7 +73,7 @@ def test_trainer_configs(option: str, tmp_path: Path) -> None:
     if option in GPU_ONLY and not torch.cuda.is_available():
         assert cfg.trainer.accelerator == "gpu"
         return
-    resolve_precision(cfg)  # trainer.precision=auto, as train.py / eval.py resolve it
+    apply_trainer_precision(cfg)  # trainer.precision=auto, as train.py / eval.py resolve it
     trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     assert isinstance(trainer, pl.Trainer)
 
@@ -92,11 +93,9 @@ def test_trainer_configs(option: str, tmp_path: Path) -> None:
 def test_auto_precision_on_cpu(
     overrides: list[str], native_bf16: bool, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lanmsff import inference
-
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setenv(NATIVE_BF16_ENV, "1" if native_bf16 else "0")
     cfg = compose_config("train", ["trainer=cpu", *overrides], tmp_path)
-    resolve_precision(cfg)
+    apply_trainer_precision(cfg)
     assert cfg.trainer.precision == expected
 
 

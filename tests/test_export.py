@@ -9,9 +9,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lanmsff.export import ATOL, export_model_onnx, export_onnx
-from lanmsff.inference import load_model, sample_faces
+from lanmsff.checkpoints import load_model
+from lanmsff.data.samples import sample_faces
 from lanmsff.models import LANMSFF
+from lanmsff.onnx_export import ATOL, export_model_onnx
+from lanmsff.tasks.export import export_onnx
 
 from .conftest import run_script
 

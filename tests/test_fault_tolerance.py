@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lanmsff.cli import unknown_group_options
+from lanmsff.entrypoints import unknown_group_options
 from lanmsff.training.checkpoint_io import AtomicCheckpointIO
 
 from .conftest import ROOT

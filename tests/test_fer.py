@@ -330,6 +330,7 @@ def test_lightning_fast_dev_run_without_groups(fer_csv: Path) -> None:
         {"_target_": "lanmsff.models.LANMSFF", "widths": [12, 12, 12, 12]},
         class_names=dm.class_names,
         group_names=dm.group_names,
+        optimizer={"_target_": "torch.optim.Adam", "lr": 1e-3},
     )
     trainer = pl.Trainer(
         accelerator="cpu", fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False

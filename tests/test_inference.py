@@ -11,12 +11,15 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from lanmsff import inference
 from lanmsff.bench.models import bf16_agreement, train_briefly
+from lanmsff.checkpoints import load_model
+from lanmsff.data.samples import sample_faces
 from lanmsff.errors import ConfigError, UserError
-from lanmsff.inference import Float32Stem, count_batchnorm, fold_batchnorm, load_model, optimize, sample_faces
+from lanmsff.inference import Float32Stem, count_batchnorm, fold_batchnorm, optimize
 from lanmsff.models import LANMSFF
-from lanmsff.training.precision import NCHWWeightGradConv2d, resolve_trainer_precision, use_nchw_weight_grads
+from lanmsff.runtime import hardware
+from lanmsff.runtime.precision import trainer_precision
+from lanmsff.training.bf16_guard import NCHWWeightGradConv2d, use_nchw_weight_grads
 
 from .conftest import CONF, compose_config
 
@@ -100,7 +103,7 @@ def test_onnxruntime_backend_gives_the_same_logits() -> None:
 # emulates bf16 with other rounding (0.979 top-1 agreement measured there), precision=auto never uses
 # it, and optimize(precision="bf16") warns; the agreement users get from `auto` is the one checked here.
 @pytest.mark.slow
-@pytest.mark.skipif(not inference.cpu_has_native_bf16(), reason="this CPU only emulates bf16 (auto uses fp32 here)")
+@pytest.mark.skipif(not hardware.cpu_has_native_bf16(), reason="this CPU only emulates bf16 (auto uses fp32 here)")
 def test_bf16_agrees_with_fp32_on_a_trained_model() -> None:
     torch.manual_seed(0)
     faces = sample_faces(280)
@@ -119,25 +122,25 @@ def test_bf16_agrees_with_fp32_on_a_trained_model() -> None:
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setenv(hardware.NATIVE_BF16_ENV, "0")
     assert optimize(LANMSFF(), precision="auto").precision == "fp32"
-    assert resolve_trainer_precision("auto", "cpu") == "32-true"
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert trainer_precision("auto", "cpu") == "32-true"
+    monkeypatch.setenv(hardware.NATIVE_BF16_ENV, "1")
     assert optimize(LANMSFF(), precision="auto").precision == "bf16"
-    assert resolve_trainer_precision("auto", "cpu") == "bf16-mixed"
-    assert resolve_trainer_precision("32-true", "cpu") == "32-true"
+    assert trainer_precision("auto", "cpu") == "bf16-mixed"
+    assert trainer_precision("32-true", "cpu") == "32-true"
 
 
 def test_bf16_on_a_cpu_without_it_warns_that_it_is_emulated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(inference.NATIVE_BF16_ENV, "0")
-    assert not inference.cpu_has_native_bf16()
-    with pytest.warns(inference.EmulatedBF16Warning, match="precision='bf16': this CPU has no native bf16"):
+    monkeypatch.setenv(hardware.NATIVE_BF16_ENV, "0")
+    assert not hardware.cpu_has_native_bf16()
+    with pytest.warns(hardware.EmulatedBF16Warning, match="precision='bf16': this CPU has no native bf16"):
         assert optimize(LANMSFF(), precision="bf16").precision == "bf16"
-    with pytest.warns(inference.EmulatedBF16Warning, match="trainer.precision=bf16-mixed"):
-        assert resolve_trainer_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    monkeypatch.setenv(inference.NATIVE_BF16_ENV, "1")
+    with pytest.warns(hardware.EmulatedBF16Warning, match="trainer.precision=bf16-mixed"):
+        assert trainer_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    monkeypatch.setenv(hardware.NATIVE_BF16_ENV, "1")
     with warnings.catch_warnings():
-        warnings.simplefilter("error", inference.EmulatedBF16Warning)
+        warnings.simplefilter("error", hardware.EmulatedBF16Warning)
         assert optimize(LANMSFF(), precision="bf16").precision == "bf16"
 
 

@@ -132,7 +132,9 @@ class _ExplodingModule(FERModule):
 
 def test_nan_guard_stops_the_run_naming_the_step() -> None:
     module = _ExplodingModule(
-        {"_target_": "lanmsff.models.LANMSFF", "widths": [12, 12, 12, 12]}, class_names=list("abcdefg")
+        {"_target_": "lanmsff.models.LANMSFF", "widths": [12, 12, 12, 12]},
+        class_names=list("abcdefg"),
+        optimizer={"_target_": "torch.optim.Adam", "lr": 1e-3},
     )
     data = torch.utils.data.TensorDataset(
         torch.rand(64, 1, 64, 64), torch.randint(0, 7, (64,)), torch.zeros(64, dtype=torch.long)

@@ -26,10 +26,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
 
+from lanmsff.checkpoints import load_model
 from lanmsff.data.faces import DEFAULT_MARGIN, FaceDetector, UnreadableImage, crop, decode_image, square_around
 from lanmsff.errors import UserError
+from lanmsff.inference import optimize
 from lanmsff.utils.io import atomic_write, atomic_write_bytes, atomic_write_text
 from lanmsff.utils.progress import track
 
@@ -115,8 +116,6 @@ class Predictor:
         min_face: float = 0.05,
         expect_classes: int | None = None,
     ) -> None:
-        from lanmsff.inference import load_model, optimize
-
         net, self.class_names, self.image_size, config = load_model(ckpt_path)
         if expect_classes is not None and len(self.class_names) != expect_classes:
             raise UserError(
@@ -252,32 +251,3 @@ def predict_files(predictor: Predictor, files: Sequence[Path], out_dir: Path, *,
     paths = write_outputs(rows, out_dir)
     keys = ("files_with_faces", "faces", "files_without_face", "unreadable")
     return {"files": len(files), **{k: counts[k] for k in keys}, **{k: str(v) for k, v in paths.items()}}
-
-
-def predict(cfg: DictConfig) -> dict[str, Any]:
-    """The task behind ``predict.py``: exit status 2 when no file yielded a classified face."""
-    from lanmsff.training.run import RunRecorder
-
-    with RunRecorder(cfg.paths.output_dir, cfg, job_type="predict") as run:
-        if not cfg.get("ckpt_path") or not cfg.get("input"):
-            raise UserError("predict.py needs ckpt_path=<checkpoint> and input=<image file | folder | glob>")
-        predictor = Predictor(
-            cfg.ckpt_path,
-            precision=cfg.precision,
-            backend=cfg.get("backend", "eager"),
-            detect_side=cfg.detect_side,
-            min_face=cfg.min_face,
-            expect_classes=cfg.get("expect_classes"),
-        )
-        files = find_inputs(cfg.input)
-        out_dir = Path(cfg.get("output") or cfg.paths.output_dir)
-        counts = predict_files(predictor, files, out_dir, save_annotated=bool(cfg.save_annotated))
-        run.summary["predictions"] = counts
-        print(
-            f"{counts['files']} files: {counts['files_with_faces']} with faces ({counts['faces']} faces), "
-            f"{counts['files_without_face']} without a face, {counts['unreadable']} unusable; "
-            f"results in {counts['csv']} and {counts['jsonl']}"
-        )
-        if not counts["files_with_faces"]:
-            raise UserError(f"no face was classified in any of the {counts['files']} files; reasons in {counts['csv']}")
-    return run.summary

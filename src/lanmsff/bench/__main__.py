@@ -43,7 +43,7 @@ from rich.table import Table
 from lanmsff.bench import models as bm
 from lanmsff.bench.models import BASELINE, MODEL_NAMES, Settings
 from lanmsff.errors import EXIT_USER_ERROR, UserError
-from lanmsff.inference import cpu_description, cpu_has_native_bf16, tune_glibc_malloc
+from lanmsff.runtime.hardware import cpu_description, cpu_has_native_bf16, tune_glibc_malloc
 from lanmsff.utils.io import atomic_write_json
 
 TARGETS = {  # the targets: ratio against eager fp32 NCHW at batch 64 on 2 cores

@@ -12,7 +12,7 @@ Besides speed, this module holds the numerical checks behind the choice of train
   return wrong gradients. On the CPUs we measured (AVX-512 BF16, with and without AMX; torch 2.14.1) the
   ``jit_bf16`` backward-weights kernel is wrong for *dilated* convolutions in channels-last
   layout at 32x32 and larger (NaN, inf or errors from 20% to 1e38); LANMSFF's L path (dilation 2) hits it.
-* :class:`lanmsff.training.precision.NCHWWeightGradConv2d` keeps such convolutions in bf16
+* :class:`lanmsff.training.bf16_guard.NCHWWeightGradConv2d` keeps such convolutions in bf16
   channels-last for the forward pass and the input gradient, and computes only their weight
   gradient in NCHW layout, where the kernel is right (the training default uses it).
 * :func:`loss_check` trains a few steps on synthetic faces and reports whether the loss stays finite.
@@ -40,7 +40,7 @@ from lanmsff.inference import optimize
 from lanmsff.models import LANMSFF
 from lanmsff.models.baselines import BASELINES, timm_model
 from lanmsff.models.introspection import count_flops, count_params
-from lanmsff.training.precision import is_dilated_conv, use_nchw_weight_grads
+from lanmsff.training.bf16_guard import is_dilated_conv, use_nchw_weight_grads
 
 MODEL_NAMES = ("lanmsff", *BASELINES)
 BASELINE = "eager fp32 NCHW"

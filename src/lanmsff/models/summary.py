@@ -10,7 +10,6 @@ Arguments are Hydra overrides of ``conf/train.yaml``; FLOPs come from ``torch.ut
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch import nn
 
 from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.models.introspection import count_flops, count_params, model_size_mb
-from lanmsff.utils.config import instantiate
+from lanmsff.utils.config import CONF_DIR, config_group_options, instantiate
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,13 @@ class Row:
     flops: int
 
 
-def find_conf_dir() -> Path:
-    """The project's ``conf/``: ``$LANMSFF_CONF``, the source checkout's, or ``./conf``."""
-    candidates = [os.environ.get("LANMSFF_CONF"), Path(__file__).resolve().parents[3] / "conf", Path.cwd() / "conf"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "train.yaml").is_file():
-            return Path(candidate).resolve()
-    raise UserError("cannot find the project's conf/ folder; run from the repository root or set LANMSFF_CONF")
-
-
-def model_choices(conf: Path) -> list[str]:
-    return sorted(p.stem for p in (conf / "model").glob("*.yaml"))
+def conf_dir() -> Path:
+    """The project's ``conf/`` (see :data:`lanmsff.utils.config.CONF_DIR`), or :class:`UserError`."""
+    if not (CONF_DIR / "train.yaml").is_file():
+        raise UserError(
+            f"cannot find the project's configs in {CONF_DIR}; run from a source checkout or set LANMSFF_CONF"
+        )
+    return CONF_DIR
 
 
 def _rows_of(model: nn.Module, flops: dict[str, int], prefix: str, depth: int) -> list[Row]:
@@ -67,12 +62,12 @@ def block_rows(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Row
 
 
 def build_from_overrides(overrides: list[str], num_classes: int) -> tuple[nn.Module, str, int]:
-    conf = find_conf_dir()
+    conf = conf_dir()
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
             cfg = compose(config_name="train", overrides=overrides)
     except HydraException as err:
-        choices = ", ".join(model_choices(conf))
+        choices = ", ".join(config_group_options("model", conf))
         raise UserError(f"{str(err).splitlines()[0]}; available models: {choices}") from None
     image_size = int(OmegaConf.select(cfg, "data.image_size", default=64))
     net = instantiate(cfg.model.net, num_classes=num_classes, in_channels=1, image_size=image_size)

@@ -11,8 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from lanmsff import __version__
-
-CHECKPOINT_KEY = "lanmsff"
+from lanmsff.records import embed_config
 
 
 class EmbedRunConfig(pl.Callback):
@@ -27,7 +26,7 @@ class EmbedRunConfig(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[CHECKPOINT_KEY] = {"version": __version__, "config": self.config}
+        embed_config(checkpoint, self.config, __version__)
 
 
 class RNGStateCheckpoint(pl.Callback):

@@ -13,22 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from lanmsff.errors import ConfigError
+from lanmsff.training.bf16_guard import use_nchw_weight_grads
 from lanmsff.training.metrics import GroupedAccuracy
-from lanmsff.training.precision import use_nchw_weight_grads
 from lanmsff.utils.config import instantiate
 
 log = logging.getLogger(__name__)
-
-# The authors' reference: Adam(1e-3, 0.9, 0.999, eps 1e-7); ReduceLROnPlateau(val_loss, 0.1, 9).
-DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-7}
-DEFAULT_SCHEDULER = {
-    "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
-    "mode": "min",
-    "factor": 0.1,
-    "patience": 9,
-    "threshold": 1e-4,
-    "threshold_mode": "abs",
-}
 
 
 def _plain(cfg: Any) -> Any:
@@ -50,8 +40,10 @@ class FERModule(pl.LightningModule):
         class_names: class names in label order.
         group_names: names of the sample groups (KDEF camera angles) for per-group accuracy.
         in_channels, image_size: input geometry.
-        optimizer, scheduler: instantiable configs (without ``params`` / ``optimizer``); ``scheduler``
-            may be ``None``.
+        optimizer, scheduler: instantiable configs (without ``params`` / ``optimizer``), from the run
+            config's ``optim`` group (``conf/train.yaml`` holds the authors' settings, the one source of
+            the defaults); ``scheduler`` may be ``None``. Without ``optimizer`` the module can run but
+            not train.
         monitor: metric the scheduler follows (the authors' ``val_loss``).
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
         compile: run the network through ``torch.compile`` (the weights and checkpoints stay those of
@@ -67,7 +59,7 @@ class FERModule(pl.LightningModule):
         in_channels: int = 1,
         image_size: int = 64,
         optimizer: Mapping[str, Any] | None = None,
-        scheduler: Mapping[str, Any] | None = DEFAULT_SCHEDULER,
+        scheduler: Mapping[str, Any] | None = None,
         monitor: str = "val/loss",
         channels_last: bool = False,
         compile: bool = False,
@@ -81,7 +73,7 @@ class FERModule(pl.LightningModule):
                 "group_names": list(group_names),
                 "in_channels": in_channels,
                 "image_size": image_size,
-                "optimizer": optimizer or DEFAULT_OPTIMIZER,
+                "optimizer": optimizer,
                 "scheduler": scheduler,
                 "monitor": monitor,
                 "channels_last": channels_last,
@@ -126,7 +118,7 @@ class FERModule(pl.LightningModule):
         """Under bf16 autocast on a CPU, compute dilated convolutions' weight gradients in NCHW.
 
         Works around a oneDNN kernel that returns wrong bf16 weight gradients for dilated
-        channels-last convolutions (see :mod:`lanmsff.training.precision`); nothing else changes.
+        channels-last convolutions (see :mod:`lanmsff.training.bf16_guard`); nothing else changes.
         """
         if self.device.type == "cpu" and str(self.trainer.precision).startswith("bf16"):
             converted = use_nchw_weight_grads(self.net)
@@ -203,6 +195,8 @@ class FERModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
+        if not self.hparams.optimizer:
+            raise ConfigError("FERModule was built without an optimizer config: pass optimizer= (optim.optimizer)")
         optimizer = instantiate(self.hparams.optimizer, _partial_=True, _convert_="all")(self.parameters())
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}

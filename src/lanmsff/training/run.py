@@ -23,13 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 from lanmsff import __version__
-from lanmsff.analysis.plots import confusion_matrix_figure, group_accuracy_figure, save_figure
 from lanmsff.models.introspection import count_flops, count_params, model_size_mb
+from lanmsff.plots import confusion_matrix_figure, group_accuracy_figure, save_figure
+from lanmsff.records import SUMMARY_FILE, RunSummary, new_summary
 from lanmsff.utils.config import to_plain
 from lanmsff.utils.io import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
-SUMMARY_FILE = "summary.json"
 
 
 def _number(value: Any) -> float | None:
@@ -58,24 +58,17 @@ class RunRecorder:
         self.loggers: list[Any] = []
         self._start = time.perf_counter()
         plain = to_plain(cfg)
-        self.summary: dict[str, Any] = {
-            "status": "running",
-            "job_type": job_type,
-            "study": plain.get("task_name"),
-            "variant": plain.get("variant") or (plain.get("model") or {}).get("name"),
-            "fold": (plain.get("data") or {}).get("fold"),
-            "seed": plain.get("seed"),
-            "version": __version__,
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "output_dir": str(self.output_dir),
-            "config": plain,
-            "params": None,
-            "flops": None,
-            "model_size_mb": None,
-            "metrics": {},
-            "best_ckpt": None,
-            "duration_s": None,
-        }
+        self.summary: RunSummary = new_summary(
+            job_type=job_type,
+            study=plain.get("task_name"),
+            variant=plain.get("variant") or (plain.get("model") or {}).get("name"),
+            fold=(plain.get("data") or {}).get("fold"),
+            seed=plain.get("seed"),
+            version=__version__,
+            started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            output_dir=str(self.output_dir),
+            config=plain,
+        )
 
     def __enter__(self) -> RunRecorder:
         return self

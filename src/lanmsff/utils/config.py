@@ -16,9 +16,21 @@ from lanmsff.errors import UserError
 
 log = logging.getLogger(__name__)
 
+# The project's Hydra configs: the source checkout's conf/ (an editable install), or $LANMSFF_CONF.
+CONF_DIR = Path(os.environ.get("LANMSFF_CONF") or Path(__file__).resolve().parents[3] / "conf")
+
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"^[0-9a-f]{40}$|^local-[0-9a-f]{40}$", re.IGNORECASE)  # W&B key formats
 REDACTED = "<redacted>"
+
+
+def config_group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """Option names of a config group (``conf/<group>/*.yaml``), sorted; empty for an unknown group.
+
+    Files in sub-folders (shared parts such as ``conf/data/augment/``) are not options of the group.
+    """
+    folder = Path(conf_dir) / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
 def instantiate(config: Any, *args: Any, **kwargs: Any) -> Any:

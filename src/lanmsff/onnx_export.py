@@ -1,21 +1,18 @@
-"""Export a trained network to ONNX and check the file against PyTorch (``python export.py``).
+"""ONNX: write a network as an ONNX file, check the file with ONNX Runtime, open it as a session.
 
-    python export.py ckpt_path=<run>/checkpoints/<file>.ckpt [output=<file>.onnx] [opset=17]
-
-The ONNX graph takes ``image`` ``(batch, C, S, S)`` float32 in [0, 1] (the batch axis is dynamic,
-the image size is that of the checkpoint) and returns ``logits`` ``(batch, num_classes)``. It is
-written with torch's TorchScript-based exporter (the dynamo exporter is tried only if that fails)
-to a temporary file that is renamed into place, so a failed export never leaves a partial file.
+The graph takes ``image`` ``(batch, C, S, S)`` float32 in [0, 1] (the batch axis is dynamic, the
+image size fixed) and returns ``logits`` ``(batch, num_classes)``. It is written with torch's
+TorchScript-based exporter (the dynamo exporter is tried only if that fails) to a temporary file that
+is renamed into place, so a failed export never leaves a partial file.
 
 The check runs the file with ONNX Runtime on uniform noise and on synthetic faces
-(:func:`lanmsff.inference.sample_faces`), each at batch sizes 1 and 17, and compares the logits
-with the PyTorch model in fp32: the largest absolute difference must be at most ``1e-4``.
+(:func:`lanmsff.data.samples.sample_faces`), each at batch sizes 1 and 17, and compares the logits
+with the PyTorch model in fp32: the largest absolute difference must be at most :data:`ATOL`.
 LANMSFF's MassAtt spatial path (TensorFlow-'same' asymmetric ``F.pad`` and the cropped
 ``ConvTranspose2d``) exports as ``Pad`` and ``Slice`` with constants for the fixed image size and
 shape arithmetic for the batch, which this check covers.
 
-Exit status of ``export.py``: 0 when exported and checked, 1 when the check fails, 2 for a user
-error (missing or foreign checkpoint, unknown format) with a one-line message.
+Used by ``export.py`` (:mod:`lanmsff.tasks.export`) and by ``optimize(backend="onnxruntime")``.
 """
 
 from __future__ import annotations
@@ -32,15 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from lanmsff.errors import ConfigError, UserError, check_choice
+from lanmsff.data.samples import sample_faces
+from lanmsff.errors import ConfigError, UserError
 
-FORMATS = ("onnx",)
 ATOL = 1e-4
 CHECK_BATCH_SIZES = (1, 17)
-EXIT_CHECK_FAILED = 1
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
@@ -155,20 +150,19 @@ def export_model_onnx(
     return exporter
 
 
-def _onnxruntime() -> Any:
+def onnxruntime_module() -> Any:
+    """The ``onnxruntime`` module, or :class:`UserError` saying how to install it."""
     try:
         import onnxruntime
     except ImportError:
         raise UserError(
-            "the ONNX check needs onnxruntime (and onnx): pip install -e '.[export]' (or: pip install onnx onnxruntime)"
+            "ONNX Runtime is not installed: pip install -e '.[export]' (or: pip install onnx onnxruntime)"
         ) from None
     return onnxruntime
 
 
 def check_inputs(in_channels: int, image_size: int, batch_sizes: tuple[int, ...] = CHECK_BATCH_SIZES) -> dict:
     """Inputs of the check: ``{"random/b1": tensor, "faces/b1": tensor, ...}``."""
-    from lanmsff.inference import sample_faces
-
     generator = torch.Generator().manual_seed(0)
     faces = sample_faces(max(batch_sizes), image_size, in_channels=in_channels)
     inputs = {}
@@ -187,7 +181,7 @@ def check_onnx(
     batch_sizes: tuple[int, ...] = CHECK_BATCH_SIZES,
 ) -> dict[str, float]:
     """Largest absolute logit difference between ONNX Runtime and ``net`` in fp32, per input kind and batch."""
-    ort = _onnxruntime()
+    ort = onnxruntime_module()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     net = copy.deepcopy(net).float().eval()
     diffs = {}
@@ -202,75 +196,18 @@ def check_onnx(
     return diffs
 
 
-def default_output(ckpt_path: str | Path, fmt: str = "onnx") -> Path:
-    """``<checkpoint folder>/<checkpoint stem>.<fmt>``."""
-    ckpt_path = Path(ckpt_path).expanduser()
-    return ckpt_path.with_name(f"{ckpt_path.stem}.{fmt}")
-
-
-def export_onnx(
-    ckpt_path: str | Path, output: str | Path | None = None, *, opset: int = 17, check: bool = True
-) -> ExportResult:
-    """Export the network of a training checkpoint to ONNX and (by default) check it with ONNX Runtime.
-
-    Args:
-        ckpt_path: a checkpoint written by ``train.py``.
-        output: the ``.onnx`` file (default: next to the checkpoint, ``<ckpt stem>.onnx``).
-        opset: ONNX opset version.
-        check: compare ONNX Runtime with PyTorch (see the module docstring); needs onnxruntime.
-
-    Raises:
-        UserError: the checkpoint is missing or not a lanmsff checkpoint, or onnxruntime is missing.
-    """
-    from lanmsff.inference import load_model
-
-    if check:
-        _onnxruntime()  # fail before the work when the check cannot run
-    net, _, image_size, _ = load_model(ckpt_path)
-    in_channels, image_size = input_geometry(net, image_size)
-    path = Path(output).expanduser() if output else default_output(ckpt_path)
-    exporter = export_model_onnx(net, path, in_channels=in_channels, image_size=image_size, opset=opset)
-    result = ExportResult(str(path), exporter, opset)
-    if check:
-        result.max_abs_diff = check_onnx(path, net, in_channels=in_channels, image_size=image_size)
-        result.checked = True
-    return result
-
-
-def print_result(result: ExportResult) -> None:
-    """The file and the check as the command line shows them."""
-    print(f"Wrote {result.path} (ONNX opset {result.opset}, {result.exporter} exporter, dynamic batch axis)")
-    if not result.checked:
-        return
-    for name, diff in result.max_abs_diff.items():
-        kind, batch = name.split("/")
-        mark = "ok" if diff <= result.atol else "FAILED"
-        print(f"  check {kind:6s} batch {batch[1:]:>3s}: max |onnxruntime - torch| = {diff:.2e}  {mark}")
-    verdict = "passed" if result.ok else "FAILED"
-    print(f"Check {verdict}: tolerance {result.atol:g} on the logits")
-
-
-def export_task(cfg: DictConfig) -> dict[str, Any]:
-    """The task behind ``export.py``: validate the settings, export, check, print; returns the summary."""
-    check_choice("format", cfg.get("format", "onnx"), FORMATS)
-    if not cfg.get("ckpt_path"):
-        raise UserError("ckpt_path is required: python export.py ckpt_path=logs/train/runs/<run>/checkpoints/<f>.ckpt")
-    opset = cfg.get("opset", 17)
-    check_opset(opset)
-    result = export_onnx(cfg.ckpt_path, cfg.get("output"), opset=opset, check=True)
-    print_result(result)
-    return {"export": result.as_dict(), "metrics": {}}
-
-
-def main(cfg: DictConfig) -> int:
-    """Run :func:`export_task` the way every entry point does; the exit status for ``export.py``."""
-    from lanmsff.training.task import run_cli
-
-    summaries: list[dict[str, Any]] = []
-
-    def task(c: DictConfig) -> dict[str, Any]:
-        summaries.append(export_task(c))
-        return summaries[-1]
-
-    run_cli(task, cfg)  # exits with status 2 on a user error
-    return 0 if summaries and summaries[-1]["export"]["ok"] else EXIT_CHECK_FAILED
+def onnxruntime_session(net: nn.Module, *, threads: int | None = None) -> Any:
+    """An ONNX Runtime session (CPU) of ``net`` exported in fp32; ``threads`` intra-op threads (default:
+    torch's thread count). Raises :class:`ConfigError` when onnxruntime is missing."""
+    try:
+        ort = onnxruntime_module()
+    except UserError as err:
+        raise ConfigError(f"backend='onnxruntime': {err}") from None
+    in_channels, image_size = input_geometry(net)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        export_model_onnx(net, path, in_channels=in_channels, image_size=image_size)
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -22,12 +22,11 @@ def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 120) -> Path:
     return Path(path)
 
 
-def confusion_matrix_figure(
-    confusion: np.ndarray, class_names: Sequence[str], *, title: str = "Test confusion matrix"
+def matrix_figure(
+    rates: np.ndarray, class_names: Sequence[str], cell_text: Sequence[Sequence[str]], *, title: str
 ) -> plt.Figure:
-    """Row-normalised confusion matrix (rows: true class) with counts and percentages."""
-    confusion = np.asarray(confusion, dtype=float)
-    rates = confusion / np.clip(confusion.sum(axis=1, keepdims=True), 1, None)
+    """A heat map of rates in [0, 1] (rows: true class, columns: predicted) with a text in every cell."""
+    rates = np.asarray(rates, dtype=float)
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * n, 0.8 + 0.75 * n))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
@@ -38,17 +37,22 @@ def confusion_matrix_figure(
     ax.set_title(title)
     for i in range(n):
         for j in range(n):
-            ax.text(
-                j,
-                i,
-                f"{rates[i, j]:.0%}\n{int(confusion[i, j])}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if rates[i, j] > 0.55 else "black",
-            )
+            color = "white" if rates[i, j] > 0.55 else "black"
+            ax.text(j, i, cell_text[i][j], ha="center", va="center", fontsize=7, color=color)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return fig
+
+
+def confusion_matrix_figure(
+    confusion: np.ndarray, class_names: Sequence[str], *, title: str = "Test confusion matrix"
+) -> plt.Figure:
+    """Row-normalised confusion matrix (rows: true class) with counts and percentages."""
+    confusion = np.asarray(confusion, dtype=float)
+    rates = confusion / np.clip(confusion.sum(axis=1, keepdims=True), 1, None)
+    text = [
+        [f"{r:.0%}\n{int(c)}" for r, c in zip(rate_row, count_row)] for rate_row, count_row in zip(rates, confusion)
+    ]
+    return matrix_figure(rates, class_names, text, title=title)
 
 
 def group_accuracy_figure(
@@ -81,20 +85,8 @@ def rate_matrix_figure(
     """
     rates = np.asarray(rates, dtype=float)
     n = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * n, 0.8 + 0.75 * n))
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(n), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for i in range(n):
-        for j in range(n):
-            text = f"{rates[i, j]:.0%}" + ("" if std is None else f"\n±{std[i, j]:.0%}")
-            color = "white" if rates[i, j] > 0.55 else "black"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    return fig
+    text = [[f"{rates[i, j]:.0%}" + ("" if std is None else f"\n±{std[i, j]:.0%}") for j in range(n)] for i in range(n)]
+    return matrix_figure(rates, class_names, text, title=title)
 
 
 def grouped_accuracy_figure(

@@ -1,4 +1,6 @@
-"""Compare studies: read every run's ``summary.json`` (or W&B runs), aggregate per variant, write a report.
+"""The comparison report: read every run's ``summary.json`` (or W&B runs), aggregate per variant, write it.
+
+Its command line is ``python -m lanmsff.compare`` (:mod:`lanmsff.analysis.cli`).
 
     runs = load_runs(["logs/kdef_ablation/multiruns"])  # one row per run, failed ones included
     table = summarise(runs)                              # one row per study x variant: mean/std, cost
@@ -14,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import json
 import logging
 import math
 import os
@@ -28,13 +29,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from lanmsff.data.kdef_names import ANGLES
 from lanmsff.errors import UserError
+from lanmsff.records import SUMMARY_FILE, read_summary
 from lanmsff.utils.io import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.json"  # as written by lanmsff.training.run (not imported: it pulls in torch)
-ANGLES = ("FL", "HL", "S", "HR", "FR")
 METRIC_PREFIXES = ("test/", "val/", "train/")
 RUN_COLUMNS = [
     "study",
@@ -151,19 +152,6 @@ def find_summaries(paths: Sequence[str | Path]) -> list[Path]:
             "that train.py wrote (logs/<study>/runs/<time> or logs/<study>/multiruns/<time>)"
         )
     return sorted(files)
-
-
-def read_summary(path: str | Path) -> dict[str, Any] | None:
-    """The contents of one ``summary.json``, or ``None`` (with a warning) when it cannot be read."""
-    try:
-        summary = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        log.warning("skipping %s: not a readable %s (%s)", path, SUMMARY_FILE, err)
-        return None
-    if not isinstance(summary, dict):
-        log.warning("skipping %s: not a JSON object", path)
-        return None
-    return summary
 
 
 def load_runs(paths: Sequence[str | Path], *, job_type: str | None = "train") -> pd.DataFrame:
@@ -392,7 +380,7 @@ def _per_angle(summary: pd.DataFrame) -> tuple[list[str], dict[str, list[float]]
 
 
 def _cost_figures(summary: pd.DataFrame, folder: Path) -> dict[str, Path]:
-    from lanmsff.analysis import plots
+    from lanmsff import plots
 
     out: dict[str, Path] = {}
     if "acc_mean" not in summary or summary["acc_mean"].isna().all():
@@ -416,7 +404,7 @@ def study_figures(runs: pd.DataFrame, summary: pd.DataFrame, folder: Path) -> di
     """The figures of one study in ``folder``: accuracy per angle, accuracy vs params and vs FLOPs,
     and the mean confusion matrix of every variant (keys: ``per_angle``, ``params``, ``flops``,
     ``confusion:<variant>``)."""
-    from lanmsff.analysis import plots
+    from lanmsff import plots
 
     out: dict[str, Path] = {}
     groups, means, stds = _per_angle(summary)

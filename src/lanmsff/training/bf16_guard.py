@@ -1,26 +1,15 @@
-"""Training precision: the ``auto`` choice of ``trainer.precision`` and a guard against a CPU kernel bug.
+"""A guard against a CPU kernel bug: dilated convolutions' bf16 weight gradients computed in NCHW.
 
-``trainer.precision=auto`` (the default) resolves, before the Trainer is built, to the fastest
-setting that is numerically safe on the device the run will use:
+On the bf16-capable CPUs we measured (oneDNN as shipped with torch 2.14.1), the backward-weights
+kernel of *dilated* convolutions in channels-last bf16 returns wrong gradients (NaN, inf or large
+relative errors at 32x32 and larger; ``python -m lanmsff.bench`` audits every convolution's weight
+gradient against float64, and the README's speed section gives the measured errors). LANMSFF's L path
+(dilation 2) hits it, which made plain ``bf16-mixed`` training diverge to NaN in its first epoch.
 
-* CUDA: ``bf16-mixed`` where the GPU supports bf16, else ``16-mixed``;
-* CPU with native bf16 arithmetic (AVX-512 BF16 or AMX): ``bf16-mixed``, with the dilated-convolution
-  weight-gradient guard below, for models whose config says ``cpu_bf16: true`` (LANMSFF and its
-  ablations: 2.4x the eager fp32 step; ResNet-18: 1.4x); ``32-true`` for the mobile baselines, whose
-  depthwise convolutions are slower in bf16 on the CPU (0.65-0.8x, ``python -m lanmsff.bench``);
-* any other CPU: ``32-true``.
-
-Any value Lightning accepts (``32-true``, ``bf16-mixed``, ``16-mixed``, ...) is passed through.
-
-The guard: on the AVX-512 BF16 CPUs we measured (an AMD EPYC without AMX and an Intel Xeon with
-AMX; oneDNN as shipped with torch 2.14.1), the
-backward-weights kernel of *dilated* convolutions in channels-last bf16 returns wrong gradients
-(NaN, inf or relative errors from 20% to 1e38 at 32x32 and larger; ``python -m lanmsff.bench`` audits every
-convolution's weight gradient against float64). LANMSFF's L path (dilation 2) hits it, which made
-plain ``bf16-mixed`` training diverge to NaN in its first epoch. :class:`NCHWWeightGradConv2d` keeps
-such convolutions in bf16 channels-last for the forward pass and the input gradient and computes
-only their weight gradient in NCHW layout, where the kernel is right. It changes no parameter, buffer
-or state-dict key, and outside CPU autocast it is a plain ``Conv2d``.
+:class:`NCHWWeightGradConv2d` keeps such convolutions in bf16 channels-last for the forward pass and
+the input gradient and computes only their weight gradient in NCHW layout, where the kernel is
+right. It changes no parameter, buffer or state-dict key, and outside CPU autocast it is a plain
+``Conv2d``. ``FERModule`` applies it (:func:`use_nchw_weight_grads`) when it trains in bf16 on a CPU.
 """
 
 from __future__ import annotations
@@ -30,26 +19,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-AUTO = "auto"
-
-
-def resolve_trainer_precision(precision: Any, accelerator: str = "auto", *, cpu_bf16: bool = True) -> Any:
-    """The Lightning precision for ``trainer.precision``: ``auto`` resolved (see the module docstring).
-
-    ``cpu_bf16=False`` keeps fp32 on CPUs for models that bf16 slows down there.
-    """
-    from lanmsff.inference import resolve_precision, warn_if_bf16_emulated
-
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if str(precision) != AUTO:
-        if str(precision).startswith("bf16") and not on_gpu:
-            warn_if_bf16_emulated(f"trainer.precision={precision}")
-        return precision
-    if not on_gpu and not cpu_bf16:
-        return "32-true"
-    dtype = resolve_precision(AUTO, "cuda" if on_gpu else "cpu")
-    return {torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed", None: "32-true"}[dtype]
 
 
 class NCHWWeightGradConv2d(nn.Conv2d):

@@ -1,0 +1,90 @@
+"""The command line of the comparison report (``python -m lanmsff.compare``), for one or more studies.
+
+    python -m lanmsff.compare logs/kdef_ablation/multiruns/<time> [more run or multirun folders ...]
+        [--out DIR] [--job-type train|eval|all] [--title TEXT]
+    python -m lanmsff.compare --wandb ENTITY/PROJECT [--group STUDY] [--out DIR]
+
+Reads every ``summary.json`` under the folders (and/or the runs of a W&B project), prints one table
+per study and writes ``report.md``, ``report.html`` (self-contained), ``comparison.csv``,
+``runs.csv`` and ``figures/`` into ``--out`` (default: ``<first folder>/report``; with only
+``--wandb``: ``logs/compare/wandb_<entity>_<project>_<group>``).
+
+Exit status: 0 when a report was written, 2 (with a message, no traceback) when a path does not
+exist, no ``summary.json`` is found, or W&B cannot be read (offline, no API key, no network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from lanmsff.analysis.report import JOB_TYPES, load_runs, load_wandb_runs, print_tables, slug, summarise, write_report
+from lanmsff.errors import EXIT_USER_ERROR, UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lanmsff.compare",
+        description="Compare the runs of one or more studies: tables, plots, report.md and report.html.",
+    )
+    parser.add_argument("paths", nargs="*", help="run or multirun folders (searched recursively for summary.json)")
+    parser.add_argument("--out", help="report folder (default: <first folder>/report)")
+    parser.add_argument("--job-type", choices=JOB_TYPES, default="train", help="which jobs to compare (default: train)")
+    parser.add_argument("--title", default="lanmsff comparison", help="title of the report")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from this W&B project (online)")
+    parser.add_argument("--group", help="with --wandb: only this W&B group (the study, i.e. task_name)")
+    return parser
+
+
+def default_out_dir(args: argparse.Namespace) -> Path:
+    """``<first path>/report`` (its folder's, for a file); ``logs/compare/wandb_...`` with only --wandb."""
+    if args.paths:
+        first = Path(args.paths[0])
+        return (first if first.is_dir() else first.parent) / "report"
+    return Path("logs") / "compare" / slug(f"wandb_{args.wandb.replace('/', '_')}_{args.group or 'all'}")
+
+
+def collect_runs(args: argparse.Namespace) -> pd.DataFrame:
+    """The runs of the given folders and of the W&B project, in one frame."""
+    frames = []
+    if args.paths:
+        frames.append(load_runs(args.paths, job_type=args.job_type))
+    if args.wandb:
+        frames.append(load_wandb_runs(args.wandb, args.group, job_type=args.job_type))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.paths and not args.wandb:
+        parser.error("give run or multirun folders, or --wandb ENTITY/PROJECT")
+    if args.group and not args.wandb:
+        parser.error("--group needs --wandb ENTITY/PROJECT")
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    try:
+        runs = collect_runs(args)
+        out = Path(args.out) if args.out else default_out_dir(args)
+        paths = write_report(runs, out, title=args.title)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:
+        print(f"error: cannot write the report: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    console = Console(width=None if sys.stdout.isatty() else 200)  # logs and pipes get the whole table
+    print_tables(summarise(runs), console)
+    console.print(f"report: {paths['report.md']}", soft_wrap=True)
+    console.print(f"report: {paths['report.html']}", soft_wrap=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

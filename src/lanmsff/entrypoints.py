@@ -1,0 +1,99 @@
+"""The glue between the Hydra entry points (train.py, eval.py, predict.py, export.py) and the tasks.
+
+* :func:`check_group_options` runs before Hydra: Hydra reports an unknown config-group option
+  (``model=lanmsf``) with a traceback hint and exit status 1; this check gives the list of valid
+  choices and exit status 2 before anything starts.
+* :func:`run_cli` runs a task: a :class:`lanmsff.errors.UserError` prints its message and exits
+  with status 2 (no traceback); in a multirun a failing job is recorded in its ``summary.json``,
+  returns NaN to the sweeper and the sweep continues; SIGTERM exits with 143 after the run recorded
+  itself as interrupted.
+
+This is the top of the package: it imports the tasks' common error types only, and the entry points
+import it together with the task they run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from lanmsff.errors import EXIT_USER_ERROR, UserError
+from lanmsff.utils.config import CONF_DIR, config_group_options
+
+log = logging.getLogger(__name__)
+_SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$")  # range(...), choice(...), interval(...)
+
+
+def unknown_group_options(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> list[str]:
+    """Messages for ``group=option`` arguments that name an option the group does not have."""
+    problems = []
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        group = key.lstrip("+~")
+        if "." in group or group == "hydra" or not (conf_dir / group).is_dir():
+            continue
+        if _SWEEP_FUNCTION.match(value.strip()) or value.strip() in ("null", ""):
+            continue
+        choices = config_group_options(group, conf_dir)
+        for option in (v.strip() for v in value.split(",")):
+            if option not in choices:
+                problems.append(f"{group}={option}: no such {group} config; choices: {', '.join(choices)}")
+    return problems
+
+
+def check_group_options(argv: Sequence[str] | None = None, conf_dir: Path = CONF_DIR) -> None:
+    """Exit with status 2 and the valid choices if a ``group=option`` argument names no config."""
+    problems = unknown_group_options(sys.argv[1:] if argv is None else argv, conf_dir)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_cli(
+    task: Callable[[DictConfig], dict[str, Any]],
+    cfg: DictConfig,
+    *,
+    exit_status: Callable[[dict[str, Any]], int] | None = None,
+) -> float | None:
+    """Run a task from a Hydra entry point; returns ``cfg.optimized_metric`` for sweepers.
+
+    ``exit_status`` maps the task's summary to the process's exit status (e.g. 1 when export.py's
+    check failed); without it a successful task returns normally.
+    """
+    try:
+        summary = task(cfg)
+    except SIGTERMException:
+        log.warning("Stopped by SIGTERM; restart in the same run folder (resume=auto) to continue")
+        sys.exit(128 + signal.SIGTERM)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        if _is_multirun():
+            return math.nan
+        sys.exit(EXIT_USER_ERROR)
+    except Exception:
+        if not _is_multirun():
+            raise
+        log.exception("Job failed; recorded in its summary.json, continuing with the sweep")
+        return math.nan  # a failed trial for sweepers that optimise the returned value
+    if exit_status is not None and (status := exit_status(summary)) != 0:
+        sys.exit(status)
+    metric = cfg.get("optimized_metric")
+    return summary["metrics"].get(metric, math.nan) if metric else None

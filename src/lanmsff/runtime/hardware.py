@@ -1,0 +1,119 @@
+"""The machine: CPU features (native bf16 or emulated), a description for benchmarks, glibc allocator tuning."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+NATIVE_BF16_ENV = "LANMSFF_NATIVE_BF16"
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+KEY_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """Feature flags of the first CPU in ``/proc/cpuinfo`` (empty where there is no such file)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes in bf16 natively (AVX-512 BF16 or AMX), not by emulation.
+
+    Reads the ``avx512_bf16`` / ``amx_bf16`` flags of ``/proc/cpuinfo`` and, where /proc is not
+    available, asks torch's own probes. ``torch.backends.cpu.get_cpu_capability()`` alone is not
+    enough: it says ``AVX512`` both for CPUs with and without the BF16 extension.
+
+    The environment variable ``LANMSFF_NATIVE_BF16=0`` (or ``1``) overrides the answer: ``0`` makes
+    a bf16-capable machine take the path of a CPU without bf16 (``precision=auto`` gives fp32, the
+    benchmark skips bf16), e.g. to try what another CPU kind does.
+    """
+    override = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
+    if cpu_flags():
+        return bool(cpu_flags() & set(BF16_FLAGS))
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (``unknown`` where it cannot be read)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU as benchmarks and run records report it: model, cores, capability, the flags that matter, bf16."""
+    return {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "flags": sorted(cpu_flags() & set(KEY_FLAGS)),
+        "native_bf16": cpu_has_native_bf16(),
+        "bf16_flags": sorted(cpu_flags() & set(BF16_FLAGS)),
+        "native_bf16_override": os.environ.get(NATIVE_BF16_ENV) or None,
+    }
+
+
+class EmulatedBF16Warning(RuntimeWarning):
+    """bf16 was asked for on a CPU that only emulates it (slower than fp32, rounded differently)."""
+
+
+def warn_if_bf16_emulated(what: str) -> bool:
+    """Warn that ``what`` runs emulated bf16 on this CPU; True if it does."""
+    if cpu_has_native_bf16():
+        return False
+    warnings.warn(
+        f"{what}: this CPU has no native bf16 (no AVX-512 BF16 or AMX), so bf16 is emulated: slower than "
+        "fp32 and rounded differently; use 'auto' (fp32 here) or fp32",
+        EmulatedBF16Warning,
+        stacklevel=3,
+    )
+    return True
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
+
+
+def tune_glibc_malloc() -> bool:
+    """Make glibc reuse freed large blocks instead of unmapping them (process-wide); True if applied.
+
+    glibc serves allocations above its mmap threshold (at most 32 MiB) with ``mmap`` and unmaps
+    them on ``free``, so a network whose activations exceed 32 MiB (LANMSFF at batch 64: 69 MB per
+    block-1 tensor in fp32) maps fresh zero-filled pages on every forward and backward pass, which
+    costs a large share of the CPU time on a small machine. ``M_MMAP_MAX=0`` serves them from the
+    heap and a high ``M_TRIM_THRESHOLD`` keeps the heap from shrinking, so the memory is reused (and
+    not returned to the OS before exit). The setting is global and permanent for the process.
+    :func:`lanmsff.inference.optimize` does not need it (it runs batches in micro-batches, below
+    the threshold).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False

@@ -1,0 +1,136 @@
+"""The train task behind ``train.py``: fit, choose the checkpoint on validation, test it once.
+
+It always writes ``summary.json`` and closes its loggers (also on failure). A run restarted in its
+own folder (``resume=auto``) continues from ``checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from lanmsff.checkpoints import load_checkpoint
+from lanmsff.data.datamodule import FERDataModule
+from lanmsff.errors import UserError, check_choice
+from lanmsff.runtime.hardware import tune_glibc_malloc
+from lanmsff.tasks.common import apply_trainer_precision, log_hyperparams
+from lanmsff.training.callbacks import EmbedRunConfig, RNGStateCheckpoint
+from lanmsff.training.module import FERModule
+from lanmsff.training.run import RunRecorder, print_results
+from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_tags
+
+log = logging.getLogger(__name__)
+
+RESUME_MODES = ("auto", "never")
+
+
+def build_module(cfg: DictConfig, datamodule: FERDataModule) -> FERModule:
+    """The LightningModule for ``cfg.model`` and ``cfg.optim`` on the data module's classes and geometry."""
+    optim = cfg.optim
+    return FERModule(
+        cfg.model.net,
+        class_names=datamodule.class_names,
+        group_names=datamodule.group_names,
+        in_channels=datamodule.in_channels,
+        image_size=datamodule.image_size,
+        optimizer=optim.optimizer,
+        scheduler=optim.get("scheduler"),
+        monitor=optim.get("monitor", "val/loss"),
+        channels_last=bool(cfg.model.get("channels_last", False)),
+        compile=bool(cfg.model.get("compile", False)),
+    )
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str:
+    """The best checkpoint of the ModelCheckpoint that monitors a metric ("" if none was saved)."""
+    monitoring = [c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)]
+    return monitoring[0].best_model_path if monitoring else ""
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to continue from: ``ckpt_path`` (``last`` = this run folder's last.ckpt), or,
+    with ``resume=auto``, the run folder's ``checkpoints/last.ckpt`` when it exists (a restarted or
+    requeued job in the same folder)."""
+    check_choice("resume", cfg.get("resume", "auto"), RESUME_MODES)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    requested = cfg.get("ckpt_path")
+    if requested == "last":
+        if not last.is_file():
+            raise UserError(
+                f"ckpt_path=last: there is no {last}; restart in the interrupted run's folder "
+                "with hydra.run.dir=<run folder>"
+            )
+        return str(last)
+    if requested:
+        load_checkpoint(requested)  # a clear message for a missing or foreign file
+        return str(requested)
+    if cfg.get("resume", "auto") == "auto" and last.is_file():
+        log.info("Resuming from %s", last)
+        return str(last)
+    return None
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit on the training split, choose the checkpoint on validation, then test it once.
+
+    Configuration (data settings, the network) is checked before any data is generated, read or
+    preprocessed.
+    """
+    apply_trainer_precision(cfg)
+    tune_glibc_malloc()  # reuse the large activation buffers instead of mapping them anew every step
+    with RunRecorder(cfg.paths.output_dir, cfg, job_type="train") as run:
+        if cfg.get("seed") is not None:
+            pl.seed_everything(cfg.seed, workers=True)
+        datamodule = instantiate(cfg.data, _convert_="all")
+        module = build_module(cfg, datamodule)
+        ckpt_path = resume_checkpoint(cfg)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        run.summary["data"] = datamodule.describe()
+        run.summary["resumed_from"] = ckpt_path
+        run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
+        run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg))
+        callbacks = [
+            *instantiate_callbacks(cfg.get("callbacks")),
+            EmbedRunConfig(run.summary["config"]),
+            RNGStateCheckpoint(),
+        ]
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=run.loggers or False)
+        log_hyperparams(run.loggers, run)
+
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        run.record_metrics(trainer.callback_metrics)
+        run.summary["world_size"] = trainer.world_size
+        if not trainer.is_global_zero:
+            return run.summary  # DDP: the other processes stop here; rank 0 tests and records
+        best = _best_checkpoint(trainer)
+        run.summary["best_ckpt"] = best or None
+        if cfg.get("test", True):
+            if not best:
+                log.warning("No checkpoint was saved; testing the weights at the end of training")
+            tester = _single_process_tester(cfg, trainer, run.loggers)
+            tester.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
+            run.record_metrics(tester.callback_metrics)
+            run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
+            print_results(run.summary, datamodule.group_names)
+    return run.summary
+
+
+def _single_process_tester(cfg: DictConfig, trainer: pl.Trainer, loggers: list[Any]) -> pl.Trainer:
+    """The trainer itself, or after multi-process training a one-device trainer on rank 0.
+
+    Testing in one process sees every test image exactly once (a distributed sampler pads the
+    last batch with repeats) and keeps all predictions for the run folder.
+    """
+    if trainer.world_size == 1:
+        return trainer
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return instantiate(
+        cfg.trainer, devices=1, num_nodes=1, strategy="auto", logger=loggers or False, enable_progress_bar=False
+    )

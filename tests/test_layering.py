@@ -1,0 +1,162 @@
+"""The package's layering: no import cycle inside src/lanmsff, and every layer imports only the layers below.
+
+Imports are read from the source (``ast``), including those inside functions, so a cycle hidden in a
+function body counts too. The layers, from the bottom (see the README's layout section):
+
+0. ``errors``, ``utils``, ``runtime`` (hardware, precision), ``records`` (what runs write), ``plots``
+1. ``models``
+2. ``data``
+3. ``training``
+4. ``checkpoints``, ``onnx_export``
+5. ``inference``
+6. ``prediction``
+7. ``tasks``, ``analysis``, ``bench``, ``compare`` (the ``python -m lanmsff.compare`` alias)
+8. ``entrypoints`` (the glue of train.py, eval.py, predict.py, export.py)
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+PACKAGE = ROOT / "src" / "lanmsff"
+LAYERS = [
+    ("lanmsff", "lanmsff.errors", "lanmsff.utils", "lanmsff.runtime", "lanmsff.records", "lanmsff.plots"),
+    ("lanmsff.models",),
+    ("lanmsff.data",),
+    ("lanmsff.training",),
+    ("lanmsff.checkpoints", "lanmsff.onnx_export"),
+    ("lanmsff.inference",),
+    ("lanmsff.prediction",),
+    ("lanmsff.tasks", "lanmsff.analysis", "lanmsff.bench", "lanmsff.compare"),
+    ("lanmsff.entrypoints",),
+]
+
+
+def module_names(package: Path = PACKAGE) -> dict[str, Path]:
+    """``{dotted module name: file}`` of every module of the package (``__init__`` as the package)."""
+    modules = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, known: Iterable[str]) -> set[str]:
+    """The package modules that ``name`` imports anywhere in its file (functions included)."""
+    known = set(known)
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".")[: len(name.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:  # `import lanmsff.data.kdef` -> the module itself
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+@functools.cache
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = module_names(package)
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for child in graph.get(node, ()):
+            if child not in index:
+                visit(child)
+                low[node] = min(low[node], low[child])
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module: that of the longest package prefix named in :data:`LAYERS`."""
+    best, depth = None, -1
+    for level, names in enumerate(LAYERS):
+        for prefix in names:
+            if (module == prefix or module.startswith(prefix + ".")) and prefix.count(".") > depth:
+                best, depth = level, prefix.count(".")
+    if best is None:
+        raise KeyError(f"{module} is in no layer of tests/test_layering.py: add it to LAYERS")
+    return best
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_imports_inside_functions_count(tmp_path: Path) -> None:
+    package = tmp_path / "lanmsff"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from .one import f\n")
+    (package / "sub" / "one.py").write_text("def f():\n    from lanmsff.two import g\n    return g\n")
+    (package / "two.py").write_text("from lanmsff.sub.one import f\n")
+    graph = import_graph(package)
+    assert graph["lanmsff.sub"] == {"lanmsff.sub.one"}
+    assert cycles(graph) == [["lanmsff.sub.one", "lanmsff.two"]]
+
+
+def test_no_import_cycle_inside_the_package() -> None:
+    found = cycles(import_graph())
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for module in module_names():
+        layer_of(module)
+
+
+@pytest.mark.parametrize("module", sorted(import_graph()))
+def test_layers_import_only_layers_below(module: str) -> None:
+    graph = import_graph()
+    upward = sorted(target for target in graph[module] if layer_of(target) > layer_of(module))
+    assert not upward, f"{module} (layer {layer_of(module)}) imports a higher layer: {upward}"
