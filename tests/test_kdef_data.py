@@ -21,7 +21,7 @@ from lanmsff.data.datamodule import KDEFDataModule
 from lanmsff.data.faces import FaceDetector, decode_gray
 from lanmsff.data.kdef import index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSIONS
-from lanmsff.data.splits import make_split
+from lanmsff.data.splits import SplitSpec, make_split
 from lanmsff.data.synthetic import synthetic_names
 from lanmsff.data.transforms import offline_expand, train_transform
 from lanmsff.errors import ConfigError, UserError
@@ -135,7 +135,7 @@ def _subjects(indices: np.ndarray) -> set[str]:
 
 @pytest.mark.parametrize("fold", range(10))
 def test_subject_folds_are_person_independent_and_balanced(fold: int) -> None:
-    split = make_split(NAMES, protocol="subject", num_folds=10, fold=fold, seed=3)
+    split = make_split(NAMES, SplitSpec(protocol="subject", num_folds=10, fold=fold, seed=3))
     train, val, test = _subjects(split.train), _subjects(split.val), _subjects(split.test)
     assert not (train & val) and not (train & test) and not (val & test)
     assert len(split.train) + len(split.val) + len(split.test) == 4900
@@ -145,15 +145,16 @@ def test_subject_folds_are_person_independent_and_balanced(fold: int) -> None:
 
 
 def test_subject_test_folds_partition_the_people() -> None:
-    tests = [_subjects(make_split(NAMES, protocol="subject", num_folds=10, fold=f).test) for f in range(10)]
+    tests = [_subjects(make_split(NAMES, SplitSpec(protocol="subject", num_folds=10, fold=f)).test) for f in range(10)]
     assert sum(len(t) for t in tests) == 70 and set().union(*tests) == {n.subject for n in NAMES}
 
 
 @pytest.mark.parametrize("fold", range(5))
 def test_cross_pose(fold: int) -> None:
-    split = make_split(
-        NAMES, protocol="cross_pose", num_folds=5, fold=fold, train_angles=["S", "HL", "HR"], test_angles=["FL", "FR"]
+    spec = SplitSpec(
+        protocol="cross_pose", num_folds=5, fold=fold, train_angles=["S", "HL", "HR"], test_angles=["FL", "FR"]
     )
+    split = make_split(NAMES, spec)
     assert {NAMES[i].angle for i in split.train} == {NAMES[i].angle for i in split.val} == {"S", "HL", "HR"}
     assert {NAMES[i].angle for i in split.test} == {"FL", "FR"}
     train, val, test = _subjects(split.train), _subjects(split.val), _subjects(split.test)
@@ -161,7 +162,7 @@ def test_cross_pose(fold: int) -> None:
 
 
 def test_stratified_folds_partition_images_and_balance_cells() -> None:
-    tests = [make_split(NAMES, protocol="stratified", num_folds=10, fold=f) for f in range(10)]
+    tests = [make_split(NAMES, SplitSpec(protocol="stratified", num_folds=10, fold=f)) for f in range(10)]
     all_test = np.concatenate([s.test for s in tests])
     assert len(all_test) == len(set(all_test.tolist())) == 4900
     for split in tests:
@@ -173,18 +174,18 @@ def test_stratified_folds_partition_images_and_balance_cells() -> None:
 
 def test_paper_protocol_validates_on_the_test_fold() -> None:
     with pytest.warns(UserWarning, match="optimistic"):
-        split = make_split(NAMES, protocol="paper", num_folds=10, fold=2)
+        split = make_split(NAMES, SplitSpec(protocol="paper", num_folds=10, fold=2))
     assert np.array_equal(split.val, split.test) and len(split.train) == 4410
 
 
 def test_splits_are_deterministic_and_seeded() -> None:
-    first = make_split(NAMES, protocol="subject", num_folds=10, fold=4, seed=7)
+    first = make_split(NAMES, SplitSpec(protocol="subject", num_folds=10, fold=4, seed=7))
     shuffled = list(NAMES)
     random.Random(1).shuffle(shuffled)
-    again = make_split(shuffled, protocol="subject", num_folds=10, fold=4, seed=7)
+    again = make_split(shuffled, SplitSpec(protocol="subject", num_folds=10, fold=4, seed=7))
     assert {NAMES[i] for i in first.test} == {shuffled[i] for i in again.test}
     assert {NAMES[i] for i in first.val} == {shuffled[i] for i in again.val}
-    other = make_split(NAMES, protocol="subject", num_folds=10, fold=4, seed=8)
+    other = make_split(NAMES, SplitSpec(protocol="subject", num_folds=10, fold=4, seed=8))
     assert _subjects(other.test) != _subjects(first.test)
 
 
@@ -202,7 +203,7 @@ def test_splits_are_deterministic_and_seeded() -> None:
 )
 def test_impossible_splits_name_the_key(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        make_split(NAMES, **kwargs)
+        make_split(NAMES, SplitSpec(**kwargs))
 
 
 def test_splits_cli(tiny_tree: Path) -> None:

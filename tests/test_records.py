@@ -24,7 +24,7 @@ def test_recorder_writes_every_schema_key_and_only_those(tmp_path: Path) -> None
 
 
 def test_unknown_keys_are_refused() -> None:
-    with pytest.raises(KeyError, match="not summary.json keys: acc"):
+    with pytest.raises(KeyError, match=r"not summary\.json keys: acc"):
         new_summary(acc=1.0)
 
 

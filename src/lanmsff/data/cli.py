@@ -11,17 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
+from dataclasses import fields
 
 from rich.console import Console
 from rich.table import Table
 
 from lanmsff.data.cache import preprocess_records
-from lanmsff.data.datamodule import KDEFDataModule
 from lanmsff.data.faces import DEFAULT_MARGIN, FACE_CROP_MODES
 from lanmsff.data.kdef import index_kdef
-from lanmsff.data.splits import PROTOCOLS
-from lanmsff.errors import EXIT_USER_ERROR, UserError
+from lanmsff.data.kdef_names import ANGLES
+from lanmsff.data.splits import PROTOCOLS, SplitSpec, split_records
+from lanmsff.errors import EXIT_USER_ERROR, UserError, check_choice
 
 
 def check(root: str, *, face_crop: str, cache_dir: str | None, as_json: bool) -> int:
@@ -59,18 +61,12 @@ def _print_report(report: dict) -> None:
 
 
 def splits(args: argparse.Namespace) -> int:
-    datamodule = KDEFDataModule(
-        args.root,
-        protocol=args.protocol,
-        num_folds=args.num_folds,
-        fold=args.fold,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        angles=args.angles,
-        train_angles=args.train_angles,
-        test_angles=args.test_angles,
-    )
-    _, records, split = datamodule.split()
+    spec = SplitSpec(**{f.name: getattr(args, f.name) for f in fields(SplitSpec)})
+    for angle in args.angles or ():
+        check_choice("--angles", angle, ANGLES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records, split = split_records(index_kdef(args.root), spec, args.angles)
     parts = {name: sorted(records[i].path for i in getattr(split, name)) for name in ("train", "val", "test")}
     if args.json:
         print(json.dumps(parts, indent=2))
@@ -85,6 +81,25 @@ def _angles(text: str) -> list[str]:
     return [a.strip().upper() for a in text.split(",") if a.strip()]
 
 
+SPLIT_HELP = {
+    "protocol": "stratified | subject | cross_pose | paper",
+    "train_angles": "cross_pose, e.g. S,HL,HR",
+    "test_angles": "cross_pose, e.g. FL,FR",
+}
+SPLIT_DEFAULTS = {"seed": 42}  # train.py's default seed, so that both show the same split
+
+
+def _add_split_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of :class:`SplitSpec` (``--num-folds``, ``--train-angles``, ...)."""
+    for f in fields(SplitSpec):
+        default = SPLIT_DEFAULTS.get(f.name, f.default)
+        kind = _angles if f.name.endswith("angles") else type(default)
+        option = dict(type=kind, default=default, help=f"{SPLIT_HELP.get(f.name, '')} (default: {default})".strip())
+        if f.name == "protocol":
+            option["choices"] = PROTOCOLS
+        parser.add_argument("--" + f.name.replace("_", "-"), **option)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lanmsff-data", description="Inspect a KDEF copy and its splits.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,14 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     checker.add_argument("--cache-dir", default=None, help="reuse/write the preprocessing cache here")
     splitter = commands.add_parser("splits", help="print the train/val/test assignment of a protocol")
     splitter.add_argument("root")
-    splitter.add_argument("--protocol", choices=PROTOCOLS, default="stratified")
-    splitter.add_argument("--num-folds", type=int, default=10)
-    splitter.add_argument("--fold", type=int, default=0)
-    splitter.add_argument("--seed", type=int, default=42)
-    splitter.add_argument("--val-fraction", type=float, default=0.1)
-    splitter.add_argument("--angles", type=_angles, default=None, help="e.g. S,HL,HR")
-    splitter.add_argument("--train-angles", type=_angles, default=None, help="cross_pose, e.g. S,HL,HR")
-    splitter.add_argument("--test-angles", type=_angles, default=None, help="cross_pose, e.g. FL,FR")
+    _add_split_options(splitter)
+    splitter.add_argument("--angles", type=_angles, default=None, help="keep only these angles, e.g. S,HL,HR")
     splitter.add_argument("--json", action="store_true", help="print {train: [...], val: [...], test: [...]}")
     return parser
 

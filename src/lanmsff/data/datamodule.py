@@ -23,7 +23,7 @@ from lanmsff.data.device_augment import augment_batch
 from lanmsff.data.faces import DEFAULT_MARGIN, normalise_crop_mode
 from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
-from lanmsff.data.splits import PAPER_WARNING, Split, make_split, validate_protocol
+from lanmsff.data.splits import PAPER_WARNING, Split, SplitSpec, split_records
 from lanmsff.data.synthetic import generate
 from lanmsff.data.transforms import check_augment, offline_expand, train_transform
 from lanmsff.errors import ConfigError, check_choice
@@ -192,8 +192,8 @@ class KDEFDataModule(FERDataModule):
             (always the fixed box), ``none`` / ``false`` (whole image); see :mod:`lanmsff.data.faces`.
         face_margin: growth of a detected face box on every side, as a fraction of its side.
         cache_dir: where preprocessed faces are cached (``None`` = no cache).
-        protocol, num_folds, fold, seed, val_fraction, train_angles, test_angles: see
-            :func:`lanmsff.data.splits.make_split`.
+        protocol, num_folds, fold, seed, val_fraction, train_angles, test_angles: the split, see
+            :class:`lanmsff.data.splits.SplitSpec` (kept as :attr:`spec`).
         angles: keep only these camera angles (e.g. ``[S]`` for frontal only); ``None`` keeps all.
         batch_size, num_workers, augment: loader and augmentation settings.
         augment_on_device: keep the training images on the training device and augment batches there
@@ -234,13 +234,18 @@ class KDEFDataModule(FERDataModule):
         self.root = Path(root)
         self.face_crop, self.face_margin = normalise_crop_mode(face_crop), face_margin
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.protocol, self.num_folds, self.fold, self.val_fraction = protocol, num_folds, fold, val_fraction
+        self.spec = SplitSpec(
+            protocol=protocol,
+            num_folds=num_folds,
+            fold=fold,
+            seed=seed,
+            val_fraction=val_fraction,
+            train_angles=train_angles,
+            test_angles=test_angles,
+        )
         self.angles = list(angles) if angles else None
-        self.train_angles = list(train_angles) if train_angles else None
-        self.test_angles = list(test_angles) if test_angles else None
         for angle in self.angles or ():
             check_choice("data.angles", angle, ANGLES)
-        validate_protocol(protocol, num_folds, fold, val_fraction, self.train_angles, self.test_angles)
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small")
         self.index: KDEFIndex | None = None
@@ -249,23 +254,11 @@ class KDEFDataModule(FERDataModule):
     def split(self) -> tuple[KDEFIndex, list[KDEFRecord], Split]:
         """Index the copy and split it (file names only, no decoding); records are those of the angles used."""
         index = index_kdef(self.root)
-        records = [r for r in index.records if self.angles is None or r.name.angle in self.angles]
-        if not records:
-            raise ConfigError(f"no usable KDEF images under {index.root} for data.angles={self.angles}")
-        if self.protocol == "paper":
+        if self.spec.protocol == "paper":
             log.warning(PAPER_WARNING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            split = make_split(
-                [r.name for r in records],
-                protocol=self.protocol,
-                num_folds=self.num_folds,
-                fold=self.fold,
-                seed=self.seed,
-                val_fraction=self.val_fraction,
-                train_angles=self.train_angles,
-                test_angles=self.test_angles,
-            )
+            records, split = split_records(index, self.spec, self.angles)
         return index, records, split
 
     def setup(self, stage: str | None = None) -> None:
@@ -310,7 +303,9 @@ class KDEFDataModule(FERDataModule):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(protocol=self.protocol, fold=self.fold, num_folds=self.num_folds, root=str(self.root))
+        info.update(
+            protocol=self.spec.protocol, fold=self.spec.fold, num_folds=self.spec.num_folds, root=str(self.root)
+        )
         if self.index is not None:
             info["subjects"] = {k: len(v) for k, v in self.subjects.items()}
             info["skipped"] = len(self.index.skipped)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lanmsff.data.kdef import KDEFIndex
 from lanmsff.data.kdef_names import ANGLES, KDEFName
 from lanmsff.errors import ConfigError, check_choice
 
@@ -60,77 +61,105 @@ def deal(units: Sequence[Hashable], strata: Sequence[Hashable], parts: int, rng:
     return assignment
 
 
-def validate_protocol(
-    protocol: str,
-    num_folds: int,
-    fold: int,
-    val_fraction: float,
-    train_angles: Sequence[str] | None = None,
-    test_angles: Sequence[str] | None = None,
-) -> None:
-    """Raise :class:`ConfigError` (naming the ``data.*`` key) for settings no split can satisfy."""
-    check_choice("data.protocol", protocol, PROTOCOLS)
-    if num_folds < 2:
-        raise ConfigError(f"data.num_folds={num_folds} must be at least 2")
-    if not 0 <= fold < num_folds:
-        raise ConfigError(f"data.fold={fold} must satisfy 0 <= fold < data.num_folds={num_folds}")
-    if protocol != "paper" and not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction={val_fraction} must lie strictly between 0 and 1")
-    if protocol == "cross_pose":
-        if not train_angles or not test_angles:
+@dataclass(frozen=True)
+class SplitSpec:
+    """Which split of a KDEF copy a run uses: the protocol and its settings (the ``data.*`` keys).
+
+    Args:
+        protocol: ``stratified``, ``subject``, ``cross_pose`` or ``paper`` (see the module docstring).
+        num_folds: number of folds (at least 2).
+        fold: the test fold, ``0 <= fold < num_folds``.
+        seed: the seed of the fold assignment.
+        val_fraction: share of the training part used for validation (not for ``paper``).
+        train_angles, test_angles: ``cross_pose`` only: the camera angles to train and to test on.
+
+    Settings no split can satisfy raise :class:`ConfigError` naming the ``data.*`` key.
+    """
+
+    protocol: str = "stratified"
+    num_folds: int = 10
+    fold: int = 0
+    seed: int = 0
+    val_fraction: float = 0.1
+    train_angles: tuple[str, ...] | None = None
+    test_angles: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("train_angles", "test_angles"):
+            value = getattr(self, key)
+            object.__setattr__(self, key, tuple(value) if value else None)
+        self._validate()
+
+    def _validate(self) -> None:
+        check_choice("data.protocol", self.protocol, PROTOCOLS)
+        if self.num_folds < 2:
+            raise ConfigError(f"data.num_folds={self.num_folds} must be at least 2")
+        if not 0 <= self.fold < self.num_folds:
+            raise ConfigError(f"data.fold={self.fold} must satisfy 0 <= fold < data.num_folds={self.num_folds}")
+        if self.protocol != "paper" and not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction={self.val_fraction} must lie strictly between 0 and 1")
+        if self.protocol == "cross_pose":
+            self._validate_cross_pose()
+
+    def _validate_cross_pose(self) -> None:
+        if not self.train_angles or not self.test_angles:
             raise ConfigError(
                 "data.protocol=cross_pose needs data.train_angles and data.test_angles, e.g. [S, HL, HR] and [FL, FR]"
             )
-        for key, angles in (("data.train_angles", train_angles), ("data.test_angles", test_angles)):
+        for key, angles in (("data.train_angles", self.train_angles), ("data.test_angles", self.test_angles)):
             for angle in angles:
                 check_choice(key, angle, ANGLES)
-        overlap = sorted(set(train_angles) & set(test_angles))
+        overlap = sorted(set(self.train_angles) & set(self.test_angles))
         if overlap:
             raise ConfigError(
                 f"data.test_angles overlaps data.train_angles in {overlap}; cross_pose needs disjoint angle sets"
             )
 
+    @property
+    def person_independent(self) -> bool:
+        """Whether no person is in two of train, validation and test."""
+        return self.protocol in ("subject", "cross_pose")
 
-def make_split(
-    names: Sequence[KDEFName],
-    *,
-    protocol: str = "stratified",
-    num_folds: int = 10,
-    fold: int = 0,
-    seed: int = 0,
-    val_fraction: float = 0.1,
-    train_angles: Sequence[str] | None = None,
-    test_angles: Sequence[str] | None = None,
-) -> Split:
-    """Split KDEF records (given by their parsed names) according to ``protocol``."""
-    validate_protocol(protocol, num_folds, fold, val_fraction, train_angles, test_angles)
-    rng = np.random.default_rng(seed)
-    person_independent = protocol in ("subject", "cross_pose")
-    if person_independent:
-        units = [n.subject for n in names]
+
+def _folds(names: Sequence[KDEFName], spec: SplitSpec) -> tuple[list[Hashable], dict[Hashable, int]]:
+    """The unit of each record (its subject, or its index) and the fold of every unit."""
+    rng = np.random.default_rng(spec.seed)
+    if spec.person_independent:
+        units: list[Hashable] = [n.subject for n in names]
         subjects = sorted(set(units))
-        if len(subjects) < num_folds:
+        if len(subjects) < spec.num_folds:
             raise ConfigError(
-                f"data.num_folds={num_folds} exceeds the number of subjects ({len(subjects)}) for protocol={protocol}"
+                f"data.num_folds={spec.num_folds} exceeds the number of subjects ({len(subjects)}) "
+                f"for protocol={spec.protocol}"
             )
-        folds = deal(subjects, [s[0] for s in subjects], num_folds, rng)
-    else:
-        units = list(range(len(names)))
-        folds = deal(units, [(n.expression, n.angle) for n in names], num_folds, rng)
+        return units, deal(subjects, [s[0] for s in subjects], spec.num_folds, rng)
+    units = list(range(len(names)))
+    return units, deal(units, [(n.expression, n.angle) for n in names], spec.num_folds, rng)
 
-    test_units = {u for u, f in folds.items() if f == fold}
-    rest = sorted((u for u in folds if u not in test_units), key=repr)
-    if protocol == "paper":
+
+def _validation_units(names: Sequence[KDEFName], spec: SplitSpec, rest: list[Hashable]) -> set[Hashable]:
+    """The units of the training part that validate: one of ``1 / val_fraction`` groups, dealt per stratum."""
+    parts = max(2, round(1.0 / spec.val_fraction))
+    if spec.person_independent:
+        strata = [str(u)[0] for u in rest]  # the gender letter of the subject
+    else:
+        strata = [(names[int(u)].expression, names[int(u)].angle) for u in rest]
+    val_rng = np.random.default_rng([spec.seed, spec.fold])
+    return {u for u, g in deal(rest, strata, parts, val_rng).items() if g == 0}
+
+
+def make_split(names: Sequence[KDEFName], spec: SplitSpec) -> Split:
+    """Split KDEF records (given by their parsed names) according to ``spec``."""
+    units, folds = _folds(names, spec)
+    test_units = {u for u, f in folds.items() if f == spec.fold}
+    if spec.protocol == "paper":
         warnings.warn(PAPER_WARNING, stacklevel=2)
         val_units = test_units
     else:
-        parts = max(2, round(1.0 / val_fraction))
-        strata = [u[0] for u in rest] if person_independent else [(names[u].expression, names[u].angle) for u in rest]
-        val_rng = np.random.default_rng([seed, fold])
-        val_units = {u for u, g in deal(rest, strata, parts, val_rng).items() if g == 0}
-
-    train_ok = set(train_angles) if protocol == "cross_pose" else set(ANGLES)
-    test_ok = set(test_angles) if protocol == "cross_pose" else set(ANGLES)
+        val_units = _validation_units(names, spec, sorted((u for u in folds if u not in test_units), key=repr))
+    cross_pose = spec.protocol == "cross_pose"
+    train_ok = set(spec.train_angles) if cross_pose and spec.train_angles else set(ANGLES)
+    test_ok = set(spec.test_angles) if cross_pose and spec.test_angles else set(ANGLES)
     train, val, test = [], [], []
     for i, (unit, name) in enumerate(zip(units, names, strict=True)):
         if unit in test_units and name.angle in test_ok:
@@ -140,3 +169,14 @@ def make_split(
         elif unit not in test_units and unit not in val_units and name.angle in train_ok:
             train.append(i)
     return Split(np.array(train, dtype=np.int64), np.array(val, dtype=np.int64), np.array(test, dtype=np.int64))
+
+
+def split_records(index: KDEFIndex, spec: SplitSpec, angles: Sequence[str] | None = None) -> tuple:
+    """``(records kept, split)``: the index's records of ``angles`` (all when ``None``) split by ``spec``.
+
+    Raises :class:`ConfigError` when no record has those angles.
+    """
+    kept = [r for r in index.records if angles is None or r.name.angle in angles]
+    if not kept:
+        raise ConfigError(f"no usable KDEF images under {index.root} for data.angles={list(angles or [])}")
+    return kept, make_split([r.name for r in kept], spec)
