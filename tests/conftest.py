@@ -12,8 +12,21 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+from lanmsff.utils.config import CONF_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = CONF_DIR
+
+# The smallest training run of the suite: 2 synthetic people, a narrow LANMSFF, one epoch, CSV logs only.
+# Later overrides win, so tests append what they change (e.g. "data.identities=4").
+TINY_TRAIN = (
+    "data=kdef_synthetic",
+    "data.identities=2",
+    "data.num_folds=2",
+    "model.net.widths=[12,12,12,12]",
+    "trainer.max_epochs=1",
+    "logger=csv",
+)
 
 os.environ.setdefault("LANMSFF_QUIET", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -62,16 +75,7 @@ def run_script(
 def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The best checkpoint of a small LANMSFF trained one epoch by ``train.py`` (shared by the session)."""
     workdir = tmp_path_factory.mktemp("trained_ckpt")
-    result = run_script(
-        "train.py",
-        "data=kdef_synthetic",
-        "data.identities=2",
-        "data.num_folds=2",
-        "model.net.widths=[12,12,12,12]",
-        "trainer.max_epochs=1",
-        "logger=csv",
-        cwd=workdir,
-    )
+    result = run_script("train.py", *TINY_TRAIN, cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     [ckpt] = (workdir / "logs" / "train" / "runs").glob("*/checkpoints/epoch_*.ckpt")
     return ckpt

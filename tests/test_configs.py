@@ -14,18 +14,14 @@ from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
 from lanmsff.runtime.hardware import NATIVE_BF16_ENV
 from lanmsff.tasks.common import apply_trainer_precision
 from lanmsff.training import FERModule
-from lanmsff.utils.config import instantiate_callbacks, instantiate_loggers
+from lanmsff.utils.config import config_group_options, instantiate_callbacks, instantiate_loggers
 
 from .conftest import CONF, compose_config
 
 GPU_ONLY = {"gpu", "ddp"}
 
 
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def test_every_group_has_options() -> None:
+def test_every_group_has_config_group_options() -> None:
     for group in (
         "data",
         "model",
@@ -38,10 +34,10 @@ def test_every_group_has_options() -> None:
         "experiment",
         "hparams_search",
     ):
-        assert options(group), group
+        assert config_group_options(group), group
 
 
-@pytest.mark.parametrize("option", options("data"))
+@pytest.mark.parametrize("option", config_group_options("data"))
 def test_data_configs_instantiate(option: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"data={option}"], tmp_path)
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -49,7 +45,7 @@ def test_data_configs_instantiate(option: str, tmp_path: Path) -> None:
     assert datamodule.image_size == 64 and datamodule.batch_size == 32
 
 
-@pytest.mark.parametrize("option", options("model"))
+@pytest.mark.parametrize("option", config_group_options("model"))
 def test_model_configs_instantiate_and_run(option: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"model={option}"], tmp_path)
     module = FERModule(
@@ -66,7 +62,7 @@ def test_model_configs_instantiate_and_run(option: str, tmp_path: Path) -> None:
     assert optimizers["lr_scheduler"]["scheduler"].patience == 9
 
 
-@pytest.mark.parametrize("option", options("trainer"))
+@pytest.mark.parametrize("option", config_group_options("trainer"))
 def test_trainer_configs(option: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"trainer={option}"], tmp_path)
     assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
@@ -99,7 +95,7 @@ def test_auto_precision_on_cpu(
     assert cfg.trainer.precision == expected
 
 
-@pytest.mark.parametrize("option", options("callbacks"))
+@pytest.mark.parametrize("option", config_group_options("callbacks"))
 def test_callback_configs(option: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"callbacks={option}"], tmp_path)
     callbacks = instantiate_callbacks(cfg.callbacks)
@@ -111,7 +107,7 @@ def test_callback_configs(option: str, tmp_path: Path) -> None:
         assert stopping.patience == 14 and stopping.monitor == "val/loss"
 
 
-@pytest.mark.parametrize("option", options("logger"))
+@pytest.mark.parametrize("option", config_group_options("logger"))
 def test_logger_configs(option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -120,13 +116,13 @@ def test_logger_configs(option: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert loggers and all(isinstance(lg, pl.loggers.Logger) for lg in loggers)
 
 
-@pytest.mark.parametrize("option", options("experiment"))
+@pytest.mark.parametrize("option", config_group_options("experiment"))
 def test_experiment_configs_compose(option: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"experiment={option}"], tmp_path)
     assert cfg.task_name and cfg.data._target_ and cfg.model.net._target_
 
 
-@pytest.mark.parametrize("option", options("debug"))
+@pytest.mark.parametrize("option", config_group_options("debug"))
 def test_debug_configs_compose(option: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"debug={option}"], tmp_path)
     assert cfg.trainer.accelerator == "cpu" and cfg.logger is None
@@ -137,13 +133,13 @@ def test_eval_config_composes(tmp_path: Path) -> None:
     assert cfg.ckpt_path == "some.ckpt" and cfg.task_name == "eval"
 
 
-@pytest.mark.parametrize("option", options("hparams_search"))
+@pytest.mark.parametrize("option", config_group_options("hparams_search"))
 def test_hparams_search_configs_compose(option: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [f"hparams_search={option}"], tmp_path)
     assert cfg.optimized_metric.startswith("val/")  # never a test metric
 
 
-@pytest.mark.parametrize("option", options("cross_pose"))
+@pytest.mark.parametrize("option", config_group_options("cross_pose"))
 def test_cross_pose_directions_are_disjoint(option: str, tmp_path: Path) -> None:
     cfg = compose_config("train", ["experiment=kdef_cross_pose", f"cross_pose={option}"], tmp_path)
     assert not set(cfg.data.train_angles) & set(cfg.data.test_angles)

@@ -104,17 +104,7 @@ def test_device_loader_is_seeded_by_torch() -> None:
 
 @pytest.mark.slow
 def test_training_with_augment_on_device(tmp_path: Path) -> None:
-    from .conftest import run_script
+    from .conftest import TINY_TRAIN, run_script
 
-    result = run_script(
-        "train.py",
-        "data=kdef_synthetic",
-        "data.identities=2",
-        "data.num_folds=2",
-        "data.augment_on_device=true",
-        "model.net.widths=[12,12,12,12]",
-        "trainer.max_epochs=1",
-        "logger=csv",
-        cwd=tmp_path,
-    )
+    result = run_script("train.py", *TINY_TRAIN, "data.augment_on_device=true", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

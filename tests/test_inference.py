@@ -20,10 +20,11 @@ from lanmsff.models import LANMSFF
 from lanmsff.runtime import hardware
 from lanmsff.runtime.precision import trainer_precision
 from lanmsff.training.bf16_guard import NCHWWeightGradConv2d, use_nchw_weight_grads
+from lanmsff.utils.config import config_group_options
 
-from .conftest import CONF, compose_config
+from .conftest import compose_config
 
-MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+MODELS = config_group_options("model")
 LANMSFF_BATCHNORMS = 20
 
 

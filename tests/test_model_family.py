@@ -15,10 +15,11 @@ from lanmsff.errors import ConfigError, UserError
 from lanmsff.models import LANMSFF, MassAtt
 from lanmsff.models.baselines import timm_model
 from lanmsff.models.introspection import count_params
+from lanmsff.utils.config import config_group_options
 
-from .conftest import CONF, compose_config
+from .conftest import compose_config
 
-MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+MODELS = config_group_options("model")
 REFERENCE_PARAMS = 356_294
 MASSATT_PARAMS = {72: 2_963, 84: 3_914}  # channel FCs + spatial convs of blocks 2 and 4
 

@@ -210,3 +210,9 @@ def test_unknown_backend_is_a_user_error(trained_checkpoint: Path, tmp_path: Pat
     assert result.returncode == 2
     assert "backend='tvm' is not valid; allowed values: 'eager', 'jit', 'compile'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_standard_output_holds_only_the_summary_line(predicted: dict) -> None:
+    lines = predicted["result"].stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("17 files: ") and "results in" in lines[0], lines

@@ -14,9 +14,9 @@ import yaml
 from lanmsff.training import FERModule
 from lanmsff.training.callbacks import NaNGuard, NonFiniteLossError
 
-from .conftest import run_script
+from .conftest import TINY_TRAIN, run_script
 
-TINY = ["data=kdef_synthetic", "data.identities=4", "model.net.widths=[12,12,12,12]", "trainer.max_epochs=1"]
+TINY = [*TINY_TRAIN, "data.identities=4", "data.num_folds=10", "logger=default"]  # the study logs to W&B too
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
 
 

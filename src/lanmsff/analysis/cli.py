@@ -26,6 +26,7 @@ from rich.console import Console
 
 from lanmsff.analysis.report import JOB_TYPES, load_runs, load_wandb_runs, print_tables, slug, summarise, write_report
 from lanmsff.errors import EXIT_USER_ERROR, UserError
+from lanmsff.utils.progress import set_quiet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--title", default="lanmsff comparison", help="title of the report")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from this W&B project (online)")
     parser.add_argument("--group", help="with --wandb: only this W&B group (the study, i.e. task_name)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (they go to stderr otherwise)")
     return parser
 
 
@@ -68,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give run or multirun folders, or --wandb ENTITY/PROJECT")
     if args.group and not args.wandb:
         parser.error("--group needs --wandb ENTITY/PROJECT")
-    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)  # on stderr: stdout is the tables
+    if args.quiet:
+        set_quiet()
     try:
         runs = collect_runs(args)
         out = Path(args.out) if args.out else default_out_dir(args)

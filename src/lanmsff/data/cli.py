@@ -1,7 +1,9 @@
 """``lanmsff-data``: inspect a KDEF copy and the splits the protocols make of it.
 
-    lanmsff-data check ROOT [--json]          what was found, skipped and renamed (decodes every image)
-    lanmsff-data splits ROOT --protocol subject --num-folds 10 --fold 3 [--json]
+    lanmsff-data [--quiet] check ROOT [--json]     what was found, skipped and renamed (decodes every image)
+    lanmsff-data [--quiet] splits ROOT --protocol subject --num-folds 10 --fold 3 [--json]
+
+With ``--json`` standard output holds only the JSON; progress bars and warnings go to standard error.
 
 Exit status: 0 on success, 2 when nothing usable was found or an argument is wrong.
 """
@@ -22,8 +24,9 @@ from lanmsff.data.cache import preprocess_records
 from lanmsff.data.faces import DEFAULT_MARGIN, FACE_CROP_MODES
 from lanmsff.data.kdef import index_kdef
 from lanmsff.data.kdef_names import ANGLES
-from lanmsff.data.splits import PROTOCOLS, SplitSpec, split_records
+from lanmsff.data.splits import PAPER_WARNING, PROTOCOLS, SplitSpec, split_records
 from lanmsff.errors import EXIT_USER_ERROR, UserError, check_choice
+from lanmsff.utils.progress import set_quiet
 
 
 def check(root: str, *, face_crop: str, cache_dir: str | None, as_json: bool) -> int:
@@ -64,8 +67,10 @@ def splits(args: argparse.Namespace) -> int:
     spec = SplitSpec(**{f.name: getattr(args, f.name) for f in fields(SplitSpec)})
     for angle in args.angles or ():
         check_choice("--angles", angle, ANGLES)
+    if spec.protocol == "paper":
+        print(f"warning: {PAPER_WARNING}", file=sys.stderr)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # said above, once
         records, split = split_records(index_kdef(args.root), spec, args.angles)
     parts = {name: sorted(records[i].path for i in getattr(split, name)) for name in ("train", "val", "test")}
     if args.json:
@@ -102,6 +107,7 @@ def _add_split_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lanmsff-data", description="Inspect a KDEF copy and its splits.")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (they go to stderr otherwise)")
     commands = parser.add_subparsers(dest="command", required=True)
     checker = commands.add_parser("check", help="count usable images, list skipped and renamed files")
     checker.add_argument("root", help="KDEF_and_AKDEF, its KDEF folder, or the folder holding it")
@@ -118,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        set_quiet()
     try:
         if args.command == "check":
             return check(args.root, face_crop=args.face_crop, cache_dir=args.cache_dir, as_json=args.json)

@@ -10,10 +10,13 @@ from omegaconf import DictConfig
 from lanmsff.errors import UserError
 from lanmsff.prediction import Predictor, find_inputs, predict_files
 from lanmsff.training.run import RunRecorder
+from lanmsff.utils.progress import set_quiet
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """The task behind ``predict.py``: exit status 2 when no file yielded a classified face."""
+    if cfg.get("quiet"):
+        set_quiet()
     with RunRecorder(cfg.paths.output_dir, cfg, job_type="predict") as run:
         if not cfg.get("ckpt_path") or not cfg.get("input"):
             raise UserError("predict.py needs ckpt_path=<checkpoint> and input=<image file | folder | glob>")

@@ -1,4 +1,9 @@
-"""Progress bars for long work (rich), quiet when output is not a terminal or LANMSFF_QUIET is set."""
+"""Progress bars for long work (rich), on standard error so that standard output stays data.
+
+A bar redraws in place on a terminal; when standard error is not a terminal (a log file, CI) rich
+prints only its final state, one line per bar, so logs are not flooded. ``LANMSFF_QUIET=1`` or
+:func:`set_quiet` (the ``--quiet`` option of the command lines) turns them off.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,35 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 T = TypeVar("T")
+QUIET_ENV = "LANMSFF_QUIET"
+
+
+def set_quiet(quiet: bool = True) -> None:
+    """Turn progress bars off (or on again) for this process and the worker processes it starts."""
+    if quiet:
+        os.environ[QUIET_ENV] = "1"
+    else:
+        os.environ.pop(QUIET_ENV, None)
+
+
+def is_quiet() -> bool:
+    return os.environ.get(QUIET_ENV, "") not in ("", "0")
 
 
 def track(items: Iterable[T], *, total: int | None = None, description: str = "Working") -> Iterator[T]:
-    """Iterate over ``items`` while showing a rich progress bar with counts and time left."""
+    """Iterate over ``items`` while showing a rich progress bar (counts, elapsed and remaining time) on stderr."""
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        disable=bool(os.environ.get("LANMSFF_QUIET")),
+        console=Console(stderr=True),
+        disable=is_quiet(),
     )
     with progress:
         yield from progress.track(items, total=total, description=description)
