@@ -71,7 +71,8 @@ def test_one_offline_wandb_run_per_job_with_group_and_tags(study: Path) -> None:
         assert len(runs) == 1, job
         [record] = runs[0].glob("run-*.wandb")
         data = record.read_bytes()
-        for expected in (b"mini_study", b"train", summary["variant"].encode(), f"fold{summary['fold']}".encode()):
+        name = f"{summary['variant']}-fold{summary['fold']}"  # the run name W&B groups and lists
+        for expected in (b"mini_study", b"train", name.encode(), f"fold{summary['fold']}".encode()):
             assert expected in data, (job, expected)
         assert (runs[0] / "files" / "media" / "images").is_dir()  # the confusion matrix image
 

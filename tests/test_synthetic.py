@@ -67,6 +67,24 @@ def test_generation_is_skipped_when_identical(tiny_tree: Path) -> None:
     assert marker.stat().st_mtime_ns == before
 
 
+def test_a_smaller_tree_replaces_a_larger_one_in_the_same_folder(tmp_path: Path) -> None:
+    generate(tmp_path, identities=2, seed=0, workers=1)
+    generate(tmp_path, identities=1, seed=0, workers=1)
+    assert len(index_kdef(tmp_path).records) == 70  # not 140: the second person's files are gone
+
+
+def test_a_folder_that_the_generator_did_not_write_is_never_touched(tmp_path: Path) -> None:
+    from lanmsff.data.synthetic import kdef_dir
+    from lanmsff.errors import UserError
+
+    images = kdef_dir(tmp_path)
+    (images / "AF01").mkdir(parents=True)
+    (images / "AF01" / "AF01NES.JPG").write_bytes(b"a real photo")
+    with pytest.raises(UserError, match="not a tree written by the synthetic generator"):
+        generate(tmp_path, identities=1)
+    assert (images / "AF01" / "AF01NES.JPG").read_bytes() == b"a real photo"
+
+
 def test_cli_rejects_impossible_identity_count(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lanmsff.data.synthetic", "--out", str(tmp_path), "--identities", "71"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -15,9 +16,11 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from lanmsff.utils.io import atomic_write
 
 
-def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 120) -> Path:
-    """Write a figure atomically as PNG and close it."""
+def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 120, pdf: bool = False) -> Path:
+    """Write a figure atomically as PNG (and with ``pdf`` as vector PDF next to it) and close it."""
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
+    if pdf:
+        atomic_write(Path(path).with_suffix(".pdf"), lambda f: fig.savefig(f, format="pdf", bbox_inches="tight"))
     plt.close(fig)
     return Path(path)
 
@@ -95,10 +98,12 @@ def grouped_accuracy_figure(
     *,
     stds: Mapping[str, Sequence[float]] | None = None,
     title: str = "Test accuracy per pose",
+    ylabel: str = "accuracy (%)",
+    ymax: float | None = 105,
 ) -> plt.Figure:
-    """Grouped bars: for each group (pose) one bar per series (variant), accuracies in [0, 1].
+    """Grouped bars: for each group (pose) one bar per series (variant), values in [0, 1] shown in %.
 
-    ``stds`` adds error bars (NaN: none). Missing values (NaN) leave a gap.
+    ``stds`` adds error bars (NaN: none). Missing values (NaN) leave a gap. ``ymax=None`` scales to the data.
     """
     names = list(means)
     width = 0.8 / max(len(names), 1)
@@ -110,8 +115,8 @@ def grouped_accuracy_figure(
         offset = (k - (len(names) - 1) / 2) * width
         ax.bar(x + offset, values, width, yerr=errors, capsize=2, label=name)
     ax.set_xticks(x, groups)
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, ymax)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
@@ -133,10 +138,12 @@ def cost_accuracy_figure(
     accuracy_std: Sequence[float] | None = None,
     xlabel: str = "parameters",
     title: str = "Test accuracy vs cost",
+    front: Sequence[bool] | None = None,
 ) -> plt.Figure:
     """Scatter of accuracy (in [0, 1], shown in %) against a cost on a log axis, each point labelled.
 
-    Points with a missing or non-positive cost or a missing accuracy are left out.
+    Points with a missing or non-positive cost or a missing accuracy are left out. ``front`` marks the
+    Pareto-optimal points (no other is both cheaper and more accurate): filled, joined by a step line.
     """
     cost, accuracy = np.asarray(cost, dtype=float), 100 * np.asarray(accuracy, dtype=float)
     errors = np.zeros_like(accuracy) if accuracy_std is None else np.nan_to_num(100 * np.asarray(accuracy_std, float))
@@ -145,6 +152,14 @@ def cost_accuracy_figure(
     ax.errorbar(cost[keep], accuracy[keep], yerr=errors[keep], fmt="o", capsize=3, color="#4c72b0")
     for label, x, y in zip(np.asarray(labels, dtype=object)[keep], cost[keep], accuracy[keep]):
         ax.annotate(str(label), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if front is not None:
+        on = np.asarray(front, dtype=bool) & keep
+        order = np.argsort(cost[on])
+        ax.plot(cost[on][order], accuracy[on][order], "-", drawstyle="steps-post", color="#dd8452", linewidth=1)
+        ax.scatter(
+            cost[on], accuracy[on], s=70, facecolors="none", edgecolors="#dd8452", label="Pareto front", zorder=3
+        )
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_xscale("log")
     if keep.any():  # pad by 1.6x on both sides: at least one 1-2-5 tick is always in view
         ax.set_xlim(cost[keep].min() / 1.6, cost[keep].max() * 1.6)
@@ -155,4 +170,88 @@ def cost_accuracy_figure(
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def reliability_figure(
+    bins: Mapping[str, Sequence[float]], *, ece: float | None = None, title: str = "Reliability"
+) -> plt.Figure:
+    """Reliability diagram: accuracy per confidence bin against the diagonal, with each bin's share of images.
+
+    ``bins`` as :func:`lanmsff.training.calibration.reliability_bins` returns them (centre, confidence,
+    accuracy, share); empty bins are left out.
+    """
+    centre = np.asarray(bins["centre"], float)
+    accuracy, confidence = np.asarray(bins["accuracy"], float), np.asarray(bins["confidence"], float)
+    share = np.asarray(bins["share"], float)
+    width = 1.0 / max(len(centre), 1)
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.2, 5.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    kept = np.isfinite(accuracy)
+    ax.bar(centre[kept], accuracy[kept], width=width * 0.95, color="#4c72b0", label="accuracy")
+    ax.bar(
+        centre[kept],
+        confidence[kept] - accuracy[kept],
+        bottom=accuracy[kept],
+        width=width * 0.95,
+        color="#dd8452",
+        alpha=0.5,
+        label="gap to confidence",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="#555", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title + ("" if ece is None else f": ECE {100 * ece:.1f}%"))
+    ax.legend(loc="upper left", fontsize=8)
+    hist.bar(centre, share, width=width * 0.95, color="#8c8c8c")
+    hist.set_xlim(0, 1)
+    hist.set_xlabel("confidence (max probability)")
+    hist.set_ylabel("share")
+    return fig
+
+
+def learning_curves_figure(
+    curves: Mapping[str, Any], metrics: Sequence[str] = ("train/loss", "val/loss", "train/acc", "val/acc")
+) -> plt.Figure:
+    """One panel per metric: each series' mean per epoch with a ±1 std band (``curves[name]`` has
+    ``<metric>_mean`` and ``<metric>_std`` columns indexed by epoch)."""
+    fig, axes = plt.subplots(2, 2, figsize=(9.0, 6.0), sharex=True)
+    for ax, metric in zip(axes.ravel(), metrics):
+        for name, table in curves.items():
+            if f"{metric}_mean" not in table:
+                continue
+            mean = table[f"{metric}_mean"].astype(float)
+            std = table[f"{metric}_std"].astype(float).fillna(0.0)
+            (line,) = ax.plot(mean.index, mean, label=name, linewidth=1.2)
+            ax.fill_between(mean.index, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=7, bbox_to_anchor=(0.5, 1.04)
+        )
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_figure(
+    values: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str], *, title: str, xlabel: str, ylabel: str
+) -> plt.Figure:
+    """A rows x columns heat map of values in [0, 1], each cell written in percent (NaN: empty)."""
+    values = np.asarray(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(column_labels), 1.0 + 0.7 * len(row_labels)))
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(column_labels)), column_labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if np.isfinite(values[i, j]):
+                color = "white" if values[i, j] > 0.55 else "black"
+                ax.text(j, i, f"{values[i, j]:.1%}", ha="center", va="center", fontsize=8, color=color)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return fig

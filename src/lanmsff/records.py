@@ -49,6 +49,10 @@ class RunSummary(TypedDict, total=False):
     resumed_from: str | None
     world_size: int
     confusion_matrix: list[list[int]]
+    test_checkpoint: dict[str, Any]  # which weights were tested: {"choice": best | last, "path": ...}
+    temperature: float  # calibrate=temperature: the temperature fitted on the validation split
+    cross_test: dict[str, Any]  # per other dataset: shared classes, unmapped classes, images left out
+    class_mapping: dict[str, Any]  # eval.py on another vocabulary: shared and unmapped classes
     predictions: dict[str, Any]  # predict.py: counts and output files
     export: dict[str, Any]  # export.py: the file and its check
 

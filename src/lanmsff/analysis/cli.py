@@ -24,7 +24,10 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from lanmsff.analysis.report import JOB_TYPES, load_runs, load_wandb_runs, print_tables, slug, summarise, write_report
+from lanmsff.analysis.figures import slug
+from lanmsff.analysis.report import write_report
+from lanmsff.analysis.runs import JOB_TYPES, load_runs, load_wandb_runs
+from lanmsff.analysis.tables import print_tables, summarise
 from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.utils.progress import set_quiet
 
@@ -40,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--title", default="lanmsff comparison", help="title of the report")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from this W&B project (online)")
     parser.add_argument("--group", help="with --wandb: only this W&B group (the study, i.e. task_name)")
+    parser.add_argument(
+        "--reference", help="the variant the others are tested against (default: lanmsff, or the first)"
+    )
+    parser.add_argument("--static", action="store_true", help="report.html with static figures only (no plotly)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (they go to stderr otherwise)")
     return parser
 
@@ -76,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         runs = collect_runs(args)
         out = Path(args.out) if args.out else default_out_dir(args)
-        paths = write_report(runs, out, title=args.title)
+        paths = write_report(runs, out, title=args.title, reference=args.reference, interactive=not args.static)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -85,6 +85,7 @@ class FERDataModule(pl.LightningDataModule):
     class_names: tuple[str, ...] = EXPRESSION_NAMES
     group_names: tuple[str, ...] = ()
     in_channels = 1
+    dataset = "faces"  # the name a run record and the cross-dataset report use
 
     def __init__(
         self,
@@ -123,6 +124,7 @@ class FERDataModule(pl.LightningDataModule):
         mode = self.augment["mode"]
         on_cpu = mode == "online" and not self.augment_on_device
         transform = train_transform(self.image_size, **options) if on_cpu else None
+        self.train_images = len(train[0])  # distinct training images, before any augmentation
         if mode == "offline_4x":
             images, labels, groups = train
             train = (offline_expand(images, seed=self.seed, **options), np.repeat(labels, 4), np.repeat(groups, 4))
@@ -174,6 +176,8 @@ class FERDataModule(pl.LightningDataModule):
     def describe(self) -> dict[str, Any]:
         """Sizes of the splits, for logs and ``summary.json``."""
         return {
+            "dataset": self.dataset,
+            "train_images": getattr(self, "train_images", None),
             "train": len(self.data_train or ()),
             "val": len(self.data_val or ()),
             "test": len(self.data_test or ()),
@@ -201,6 +205,7 @@ class KDEFDataModule(FERDataModule):
     """
 
     group_names = ANGLES
+    dataset = "kdef"
 
     def __init__(
         self,
@@ -316,6 +321,8 @@ class KDEFDataModule(FERDataModule):
 
 class SyntheticKDEFDataModule(KDEFDataModule):
     """:class:`KDEFDataModule` on a generated tree, written on first use (see :mod:`lanmsff.data.synthetic`)."""
+
+    dataset = "kdef_synthetic"
 
     def __init__(self, root: str | Path, *, identities: int = 20, generator_seed: int = 0, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)

@@ -449,6 +449,7 @@ class FER2013DataModule(_FERCSVDataModule):
     """
 
     class_names = FER2013_CLASSES
+    dataset = "fer2013"
 
     def __init__(self, root: str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -493,6 +494,7 @@ class FERPlusDataModule(_FERCSVDataModule):
     """
 
     class_names = FERPLUS_CLASSES
+    dataset = "ferplus"
 
     def __init__(
         self, fer2013_csv: str | Path, ferplus_csv: str | Path, *, label_mode: str = "majority", **kwargs: Any

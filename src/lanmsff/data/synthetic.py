@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import zlib
 from collections.abc import Iterable
@@ -487,6 +488,29 @@ def _write_one(args: tuple[KDEFName, str, int]) -> None:
     atomic_write_bytes(Path(folder) / name.folder / name.filename, buf.tobytes())
 
 
+def _read_manifest(manifest: Path) -> dict | None:
+    try:
+        return json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _clear_generated_tree(images: Path, manifest: Path) -> None:
+    """Remove an earlier generated tree (another size or seed, or an interrupted one) before writing anew.
+
+    A folder that holds images but no manifest was not written by this generator (e.g. a real KDEF copy
+    given as ``data.root`` of ``data=kdef_synthetic``): it is never touched; :class:`UserError` says so.
+    """
+    if not images.is_dir() or not any(images.iterdir()):
+        return
+    if not manifest.exists():
+        raise UserError(
+            f"{images} holds files but no {MANIFEST}: it is not a tree written by the synthetic generator, "
+            "and nothing is written into it; give data=kdef_synthetic an empty or generated data.root"
+        )
+    shutil.rmtree(images)
+
+
 def generate(
     out: str | Path, identities: int = 20, *, seed: int = 0, workers: int | None = None, force: bool = False
 ) -> Path:
@@ -499,14 +523,12 @@ def generate(
     root = Path(out) / "KDEF_and_AKDEF"
     manifest = root / MANIFEST
     spec = {"generator_version": GENERATOR_VERSION, "identities": identities, "seed": seed, "images": len(names)}
-    if not force and manifest.exists():
-        try:
-            if json.loads(manifest.read_text()) == spec:
-                return root
-        except (OSError, json.JSONDecodeError):
-            pass
+    if not force and _read_manifest(manifest) == spec:
+        return root
     images = kdef_dir(out)
+    _clear_generated_tree(images, manifest)
     images.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(manifest, json.dumps({**spec, "complete": False}, indent=2))  # ours, while it is written
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
     jobs = [(n, str(images), seed) for n in names]
     description = f"Drawing {len(names)} synthetic KDEF faces"

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, open_dict
 
+from lanmsff.data.classes import ClassMapping, map_classes
 from lanmsff.data.datamodule import FERDataModule
+from lanmsff.errors import UserError
 from lanmsff.runtime.precision import trainer_precision
+from lanmsff.training.cross_dataset import shared_class_metrics
+from lanmsff.training.module import FERModule
 from lanmsff.training.run import RunRecorder
 from lanmsff.utils.config import instantiate
+
+log = logging.getLogger(__name__)
 
 
 def apply_trainer_precision(cfg: DictConfig) -> None:
@@ -36,6 +45,43 @@ def build_datamodule(data_cfg: DictConfig | dict) -> FERDataModule:
 def log_hyperparams(loggers: list[Any], run: RunRecorder) -> None:
     """The run's config plus its cost (params, FLOPs, size) in every logger."""
     cost = {key: run.summary[key] for key in ("params", "flops", "model_size_mb")}
-    params = {**run.summary["config"], **cost}
+    identity = {key: run.summary.get(key) for key in ("study", "variant", "fold", "seed")}  # flat, to group by
+    params = {**run.summary["config"], **identity, **cost}
     for logger in loggers:
         logger.log_hyperparams(params)
+
+
+@dataclass
+class DatasetTest:
+    """A module's scores on a data module's test split, over the classes both have."""
+
+    metrics: dict[str, float]
+    details: dict[str, Any]  # shared and unmapped classes, images tested and left out, confusion matrix
+    outputs: dict[str, torch.Tensor]  # logits (model classes), targets (data classes), groups
+    mapping: ClassMapping
+
+
+def test_on_dataset(module: FERModule, datamodule: FERDataModule, *, prefix: str) -> DatasetTest:
+    """Score the module's current weights on a data module's test split over the shared classes.
+
+    Metrics are named ``{prefix}acc``, ``{prefix}f1_macro``, ``{prefix}acc_<group>``. Raises
+    :class:`UserError` when the two vocabularies share no class.
+    """
+    mapping = map_classes(module.class_names, datamodule.class_names)
+    if not mapping.shared:
+        raise UserError(
+            f"the model's classes {module.class_names} share no expression with "
+            f"the data's {list(datamodule.class_names)}"
+        )
+    if mapping.unmapped_data or mapping.unmapped_model:
+        log.warning(
+            "Testing on %s over the shared classes %s; without a counterpart: data %s, model %s",
+            datamodule.dataset,
+            list(mapping.shared),
+            list(mapping.unmapped_data),
+            list(mapping.unmapped_model),
+        )
+    outputs = module.predict_loader(datamodule.test_dataloader())
+    metrics, details = shared_class_metrics(outputs, mapping, datamodule.group_names, prefix=prefix)
+    details["dataset"] = datamodule.dataset
+    return DatasetTest(metrics, details, outputs, mapping)

@@ -10,15 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from lanmsff.checkpoints import load_module
+from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError
 from lanmsff.records import embedded_config
-from lanmsff.tasks.common import apply_trainer_precision, build_datamodule, log_hyperparams
+from lanmsff.tasks.common import apply_trainer_precision, build_datamodule, log_hyperparams, test_on_dataset
+from lanmsff.training.cross_dataset import shared_class_outputs
+from lanmsff.training.module import FERModule
 from lanmsff.training.run import RunRecorder, print_results
-from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_tags
+from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_name, run_tags
 
 
 def eval_data_config(cfg: DictConfig, checkpoint: dict[str, Any]) -> DictConfig:
@@ -48,19 +52,38 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         run.summary["config"]["data"] = OmegaConf.to_container(data_cfg, resolve=True)
         datamodule = build_datamodule(data_cfg)
         run.summary["data"] = datamodule.describe()
-        if module.class_names != list(datamodule.class_names):
-            raise UserError(
-                f"ckpt_path={cfg.ckpt_path} was trained on classes {module.class_names}, "
-                f"but the data has {list(datamodule.class_names)}"
-            )
         run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
         run.summary["best_ckpt"] = str(cfg.ckpt_path)
-        run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg))
-        callbacks = instantiate_callbacks(cfg.get("callbacks"))
-        trainer: pl.Trainer = instantiate(cfg.trainer, logger=run.loggers or False, callbacks=callbacks)
+        run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg), name=run_name(cfg))
         log_hyperparams(run.loggers, run)
-        trainer.test(module, datamodule=datamodule, verbose=False)
-        run.record_metrics(trainer.callback_metrics)
-        run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
+        if module.class_names == list(datamodule.class_names):
+            _test_same_vocabulary(cfg, module, datamodule, run)
+        else:
+            _test_other_vocabulary(module, datamodule, run)
         print_results(run.summary, datamodule.group_names)
     return run.summary
+
+
+def _test_same_vocabulary(cfg: DictConfig, module: FERModule, datamodule: FERDataModule, run: RunRecorder) -> None:
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=run.loggers or False, callbacks=callbacks)
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    run.record_metrics(trainer.callback_metrics)
+    run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
+
+
+def _test_other_vocabulary(module: FERModule, datamodule: FERDataModule, run: RunRecorder) -> None:
+    """A checkpoint of another dataset: metrics over the shared classes (see :mod:`lanmsff.data.classes`)."""
+    result = test_on_dataset(module, datamodule, prefix="test/")
+    run.summary["metrics"].update(result.metrics)
+    run.summary["class_mapping"] = {k: v for k, v in result.details.items() if k != "confusion_matrix"}
+    kept = shared_class_outputs(result.outputs, result.mapping)
+    files = [f for f, keep in zip(datamodule.test_files, kept["keep"].tolist(), strict=False) if keep]
+    n = len(result.mapping.shared)
+    shared = {
+        "probs": kept["logits"].softmax(dim=1),
+        "targets": kept["targets"],
+        "groups": kept["groups"],
+        "confusion": torch.tensor(result.details.get("confusion_matrix", [[0] * n] * n)),
+    }
+    run.record_test(shared, result.mapping.shared, datamodule.group_names, files)

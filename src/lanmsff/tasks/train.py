@@ -6,6 +6,7 @@ own folder (``resume=auto``) continues from ``checkpoints/last.ckpt``.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from lanmsff.checkpoints import load_checkpoint
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError, check_choice
 from lanmsff.runtime.hardware import tune_glibc_malloc
-from lanmsff.tasks.common import apply_trainer_precision, log_hyperparams
+from lanmsff.tasks.common import apply_trainer_precision, build_datamodule, log_hyperparams, test_on_dataset
+from lanmsff.training.calibration import fit_temperature
 from lanmsff.training.callbacks import EmbedRunConfig, RNGStateCheckpoint
 from lanmsff.training.module import FERModule
-from lanmsff.training.run import RunRecorder, print_results
-from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_tags
+from lanmsff.training.run import RunRecorder, print_results, scalar_metrics
+from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_name, run_tags
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run.summary["data"] = datamodule.describe()
         run.summary["resumed_from"] = ckpt_path
         run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
-        run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg))
+        run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg), name=run_name(cfg))
         callbacks = [
             *instantiate_callbacks(cfg.get("callbacks")),
             EmbedRunConfig(run.summary["config"]),
@@ -111,14 +113,71 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best = _best_checkpoint(trainer)
         run.summary["best_ckpt"] = best or None
         if cfg.get("test", True):
-            if not best:
-                log.warning("No checkpoint was saved; testing the weights at the end of training")
             tester = _single_process_tester(cfg, trainer, run.loggers)
-            tester.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
-            run.record_metrics(tester.callback_metrics)
-            run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
+            _test(cfg, tester, module, datamodule, run, best)
+            _calibrate(cfg, module, datamodule, run)
+            _cross_test(cfg, module, run)
             print_results(run.summary, datamodule.group_names)
     return run.summary
+
+
+TEST_CHECKPOINTS = ("best", "last")
+CALIBRATIONS = ("temperature",)
+
+
+def _test(cfg: DictConfig, tester: pl.Trainer, module: FERModule, datamodule: Any, run: RunRecorder, best: str) -> None:
+    """Test the weights chosen by ``test_checkpoint``: ``best`` (the checkpoint with the best validation
+    accuracy) or ``last`` (those training ended with). With ``test_both`` the other ones are tested
+    first and recorded as ``test_<other>/...`` metrics."""
+    choice = cfg.get("test_checkpoint", "best")
+    check_choice("test_checkpoint", choice, TEST_CHECKPOINTS)
+    if choice == "best" and not best:
+        log.warning("No checkpoint was saved; testing the weights at the end of training")
+    if cfg.get("test_both", False) and best:
+        other = "last" if choice == "best" else "best"
+        last_weights = copy.deepcopy(module.state_dict()) if other == "best" else None
+        ckpt = best if other == "best" else None
+        tester.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
+        scores = scalar_metrics(tester.callback_metrics, prefixes=("test/",))
+        run.summary["metrics"].update({f"test_{other}/{k.removeprefix('test/')}": v for k, v in scores.items()})
+        if last_weights is not None:
+            module.load_state_dict(last_weights)  # back to the weights training ended with
+    ckpt = best if choice == "best" and best else None
+    tester.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
+    run.record_metrics(tester.callback_metrics)
+    run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
+    run.summary["test_checkpoint"] = {"choice": choice, "path": ckpt}
+
+
+def _calibrate(cfg: DictConfig, module: FERModule, datamodule: Any, run: RunRecorder) -> None:
+    """``calibrate=temperature``: fit a temperature on the validation split, report test calibration with it."""
+    method = cfg.get("calibrate")
+    if not method:
+        return
+    check_choice("calibrate", method, CALIBRATIONS)
+    val = module.predict_loader(datamodule.val_dataloader())
+    temperature = fit_temperature(val["logits"], val["targets"])
+    test = module.test_outputs
+    scaled = (test["logits"] / temperature).softmax(dim=1)
+    run.summary["temperature"] = round(temperature, 6)
+    run.record_calibration(
+        scaled,
+        test["targets"],
+        test["groups"],
+        datamodule.group_names,
+        prefix="test_temperature/",
+        figure="reliability_temperature.png",
+    )
+
+
+def _cross_test(cfg: DictConfig, module: FERModule, run: RunRecorder) -> None:
+    """Score the tested weights on every data config of ``cross_test`` (metrics ``cross/<name>/...``)."""
+    for name, data_cfg in (cfg.get("cross_test") or {}).items():
+        result = test_on_dataset(module, build_datamodule(data_cfg), prefix=f"cross/{name}/")
+        run.summary["metrics"].update(result.metrics)
+        run.summary.setdefault("cross_test", {})[name] = result.details
+        for logger in run.loggers:
+            logger.log_metrics(result.metrics)
 
 
 def _single_process_tester(cfg: DictConfig, trainer: pl.Trainer, loggers: list[Any]) -> pl.Trainer:

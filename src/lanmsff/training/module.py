@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -181,17 +181,28 @@ class FERModule(pl.LightningModule):
     def test_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
         logits, y, groups = self._eval_step(batch, "test")
         self.test_confusion.update(logits, y)
-        self._test_batches.append((logits.float().softmax(dim=1).cpu(), y.cpu(), groups.cpu()))
+        self._test_batches.append((logits.detach().float().cpu(), y.cpu(), groups.cpu()))
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
-        probs, targets, groups = (torch.cat(parts) for parts in zip(*self._test_batches, strict=True))
+        logits, targets, groups = (torch.cat(parts) for parts in zip(*self._test_batches, strict=True))
         self.test_outputs = {
-            "probs": probs,
+            "logits": logits,
+            "probs": logits.softmax(dim=1),
             "targets": targets,
             "groups": groups,
             "confusion": self.test_confusion.compute().cpu(),
         }
+
+    @torch.no_grad()
+    def predict_loader(self, loader: Iterable[Sequence[torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Logits, targets and groups of every batch of ``loader`` (eval mode, on this module's device)."""
+        was_training = self.training
+        self.eval()
+        parts = [(self(x.to(self.device)).float().cpu(), y.cpu(), g.cpu()) for x, y, g in loader]
+        self.train(was_training)
+        logits, targets, groups = (torch.cat(column) for column in zip(*parts, strict=True))
+        return {"logits": logits, "targets": targets, "groups": groups}
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

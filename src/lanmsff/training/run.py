@@ -24,8 +24,9 @@ from rich.table import Table
 
 from lanmsff import __version__
 from lanmsff.models.introspection import count_flops, count_params, model_size_mb
-from lanmsff.plots import confusion_matrix_figure, group_accuracy_figure, save_figure
+from lanmsff.plots import confusion_matrix_figure, group_accuracy_figure, reliability_figure, save_figure
 from lanmsff.records import SUMMARY_FILE, RunSummary, new_summary
+from lanmsff.training.calibration import calibration_metrics, reliability_bins
 from lanmsff.utils.config import to_plain
 from lanmsff.utils.io import atomic_write, atomic_write_json
 
@@ -111,7 +112,7 @@ class RunRecorder:
         group_names: Sequence[str],
         files: Sequence[str],
     ) -> None:
-        """Plots and per-file predictions of the test set, in the run folder."""
+        """Plots, calibration and per-file predictions of the test set, in the run folder and the loggers."""
         if not outputs:
             return
         confusion = outputs["confusion"].numpy()
@@ -125,6 +126,39 @@ class RunRecorder:
         if per_group:
             overall = self.summary["metrics"].get("test/acc")
             save_figure(group_accuracy_figure(per_group, overall=overall), self.output_dir / "accuracy_per_pose.png")
+        self.record_calibration(outputs["probs"], outputs["targets"], outputs["groups"], group_names)
+        self._write_predictions(outputs, class_names, group_names, files)
+        self._log_test_to_wandb(per_group)
+
+    def record_calibration(
+        self,
+        probs: torch.Tensor,
+        targets: torch.Tensor,
+        groups: torch.Tensor,
+        group_names: Sequence[str],
+        *,
+        prefix: str = "test/",
+        figure: str = "reliability.png",
+    ) -> dict[str, float]:
+        """ECE, NLL and Brier score (overall and per group) into the metrics and loggers; a reliability diagram."""
+        metrics = calibration_metrics(probs, targets, groups, group_names, prefix=prefix)
+        self.summary["metrics"].update(metrics)
+        for logger in self.loggers:
+            logger.log_metrics(metrics)
+        ece = metrics.get(f"{prefix}ece")
+        bins = reliability_bins(probs, targets)
+        save_figure(
+            reliability_figure(bins, ece=ece, title=f"Reliability ({prefix.rstrip('/')})"), self.output_dir / figure
+        )
+        return metrics
+
+    def _write_predictions(
+        self,
+        outputs: dict[str, torch.Tensor],
+        class_names: Sequence[str],
+        group_names: Sequence[str],
+        files: Sequence[str],
+    ) -> None:
         probs = outputs["probs"].numpy()
         table = pd.DataFrame(
             {
@@ -136,7 +170,6 @@ class RunRecorder:
             }
         )
         atomic_write(self.output_dir / "predictions.csv", lambda f: table.to_csv(f, index=False), binary=False)
-        self._log_test_to_wandb(per_group)
 
     def _log_test_to_wandb(self, per_group: dict[str, float]) -> None:
         """The confusion matrix as an image, per-pose accuracy as a table, cost in the run summary."""

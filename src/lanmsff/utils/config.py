@@ -110,7 +110,14 @@ def run_tags(cfg: DictConfig) -> list[str]:
     return tags
 
 
-def instantiate_loggers(cfg: DictConfig | None, *, tags: list[str] | None = None) -> list[Any]:
+def run_name(cfg: DictConfig) -> str:
+    """``<variant>-fold<k>`` (``<variant>-seed<s>`` without folds): the run's name in W&B."""
+    variant = cfg.get("variant") or cfg.get("task_name") or "run"
+    fold = (cfg.get("data") or {}).get("fold")
+    return f"{variant}-fold{fold}" if fold is not None else f"{variant}-seed{cfg.get('seed')}"
+
+
+def instantiate_loggers(cfg: DictConfig | None, *, tags: list[str] | None = None, name: str | None = None) -> list[Any]:
     """Every entry of the ``logger`` group; W&B goes offline by itself when no API key is configured.
 
     W&B never prompts: without credentials it logs offline (``wandb sync`` uploads later), and
@@ -129,6 +136,8 @@ def instantiate_loggers(cfg: DictConfig | None, *, tags: list[str] | None = None
         with open_dict(cfg):
             if tags is not None:
                 cfg.wandb.tags = tags
+            if name and not cfg.wandb.get("name"):
+                cfg.wandb.name = name
             if os.environ.get("WANDB_MODE") == "offline":
                 cfg.wandb.offline = True
                 if cfg.wandb.get("log_model"):

@@ -1,0 +1,245 @@
+"""The runs of studies as one data frame: from every ``summary.json`` under some folders, or from W&B.
+
+    runs = load_runs(["logs/kdef_ablation/multiruns"])  # one row per run, failed ones included
+
+Accuracies are fractions in [0, 1]. Besides the identity of a run (study, variant, fold, seed) and its
+metrics, a row holds what the statistics need: the number of distinct training and test images
+(``n_train``, ``n_test``), the dataset it trained on, and its run folder (``run_dir``: learning curves
+in ``csv/metrics.csv``, per-image predictions in ``predictions.csv``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lanmsff.data.kdef_names import ANGLES
+from lanmsff.errors import UserError
+from lanmsff.records import SUMMARY_FILE, read_summary
+
+log = logging.getLogger(__name__)
+
+METRIC_PREFIXES = ("test/", "val/", "train/", "test_best/", "test_last/", "test_temperature/", "cross/")
+RUN_COLUMNS = [
+    "study",
+    "variant",
+    "fold",
+    "seed",
+    "status",
+    "error",
+    "job_type",
+    "params",
+    "flops",
+    "model_size_mb",
+    "duration_s",
+    "started",
+    "dataset",
+    "n_train",
+    "n_test",
+    "run_dir",
+    "source",
+]
+OBJECT_COLUMNS = ["classes", "confusion_matrix"]  # kept in the data frame, not in runs.csv
+COST_COLUMNS = ["params", "flops", "model_size_mb"]
+JOB_TYPES = ("train", "eval", "all")
+
+
+# ---------------------------------------------------------------------------------------------- records
+def _first(*values: Any, default: Any = None) -> Any:
+    return next((v for v in values if v is not None and v != ""), default)
+
+
+def _get(config: Mapping[str, Any], dotted: str) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"``; also flat keys ``"a.b"`` / ``"a/b"`` (as some loggers store them)."""
+    for key in (dotted, dotted.replace(".", "/")):
+        if key in config:
+            return config[key]
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record_from_summary(summary: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """One flat record (a row of :func:`load_runs`) from the contents of a ``summary.json``.
+
+    ``study``, ``variant``, ``fold`` and ``seed`` fall back to ``config.task_name``, ``config.variant``
+    or ``config.model.name``, ``config.data.fold`` and ``config.seed`` for files that lack them.
+    Metrics become columns under their own names (``test/acc``, ``test/acc_FL``, ...).
+    """
+    config = summary.get("config") or {}
+    data = summary.get("data") or {}
+    status = str(summary.get("status") or "unknown")
+    metrics = {k: float(v) for k, v in (summary.get("metrics") or {}).items() if is_number(v)}
+    return {
+        "study": str(_first(summary.get("study"), config.get("task_name"), default="unknown")),
+        "variant": str(
+            _first(summary.get("variant"), config.get("variant"), _get(config, "model.name"), default="unknown")
+        ),
+        "fold": _first(summary.get("fold"), _get(config, "data.fold")),
+        "seed": _first(summary.get("seed"), config.get("seed")),
+        "status": status,
+        "error": None if status == "ok" else str(summary.get("error") or f"status: {status}"),
+        "job_type": str(_first(summary.get("job_type"), config.get("job_type"), default="train")),
+        **{key: summary.get(key) for key in (*COST_COLUMNS, "duration_s", "started")},
+        "dataset": data.get("dataset"),
+        "n_train": _first(data.get("train_images"), data.get("train")),
+        "n_test": data.get("test"),
+        "run_dir": str(Path(source).parent) if source and not source.startswith("wandb:") else None,
+        "source": source,
+        "classes": data.get("classes"),
+        "confusion_matrix": summary.get("confusion_matrix"),
+        **metrics,
+    }
+
+
+def metric_order(column: str) -> tuple[int, int, str]:
+    """Order of metric columns: accuracy, macro F1, per angle (FL HL S HR FR), the rest by name."""
+    fixed = {"test/acc": 0, "test/f1_macro": 1}
+    if column in fixed:
+        return (fixed[column], 0, column)
+    group = column.removeprefix("test/acc_")
+    if column.startswith("test/acc_"):
+        return (2, ANGLES.index(group) if group in ANGLES else len(ANGLES), group)
+    return (3, 0, column)
+
+
+def runs_frame(records: Iterable[Mapping[str, Any]], *, job_type: str | None = "train") -> pd.DataFrame:
+    """A data frame of run records, keeping ``job_type`` only (``None`` or ``"all"``: every job)."""
+    runs = pd.DataFrame.from_records(list(records))
+    for column in (*RUN_COLUMNS, *OBJECT_COLUMNS):
+        if column not in runs:
+            runs[column] = pd.Series([None] * len(runs), dtype=object)
+    if job_type not in (None, "all"):
+        runs = runs[runs["job_type"] == job_type].copy()
+    for column in ("fold", "seed", "params", "flops", "n_train", "n_test"):
+        runs[column] = pd.to_numeric(runs[column], errors="coerce").round().astype("Int64")
+    metrics = sorted((c for c in runs if c.startswith(METRIC_PREFIXES)), key=metric_order)
+    runs = runs[[*RUN_COLUMNS, *metrics, *OBJECT_COLUMNS]]
+    return runs.sort_values(["study", "variant", "fold", "seed", "source"], na_position="last").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def find_summaries(paths: Sequence[str | Path]) -> list[Path]:
+    """Every ``summary.json`` under the given folders (or the given files), sorted.
+
+    Raises :class:`UserError` when a path does not exist or nothing is found.
+    """
+    if not paths:
+        raise UserError("no folder given: pass run or multirun folders (logs/<study>/runs/..., .../multiruns/...)")
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
+    files = {f.resolve() for p in map(Path, paths) for f in ([p] if p.is_file() else p.rglob(SUMMARY_FILE))}
+    if not files:
+        raise UserError(
+            f"no {SUMMARY_FILE} found under {', '.join(map(str, paths))}; pass the run or multirun folders "
+            "that train.py wrote (logs/<study>/runs/<time> or logs/<study>/multiruns/<time>)"
+        )
+    return sorted(files)
+
+
+def load_runs(paths: Sequence[str | Path], *, job_type: str | None = "train") -> pd.DataFrame:
+    """One row per run found under ``paths`` (failed runs included), ``job_type`` runs only.
+
+    Columns: ``study, variant, fold, seed, status, error, job_type, params, flops, model_size_mb,
+    duration_s, started, source`` (the summary.json), every metric (``test/acc``, ...), then
+    ``classes`` and ``confusion_matrix`` (lists). Raises :class:`UserError` when nothing is found.
+    """
+    files = find_summaries(paths)
+    records = [record_from_summary(s, str(f)) for f in files if (s := read_summary(f)) is not None]
+    runs = runs_frame(records, job_type=job_type)
+    if runs.empty:
+        raise UserError(
+            f"found {len(files)} {SUMMARY_FILE} file(s) under {', '.join(map(str, paths))}, "
+            f"but no readable one of job type {job_type!r} (compare eval jobs with --job-type eval or all)"
+        )
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------- W&B
+def _unwrap_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """W&B's raw config stores ``{"value": x, "desc": ...}`` per key; the public API usually unwraps it."""
+    return {k: v["value"] if isinstance(v, Mapping) and "value" in v else v for k, v in config.items()}
+
+
+def _summary_dict(summary: Any) -> dict[str, Any]:
+    raw = getattr(summary, "_json_dict", None)
+    return dict(raw if isinstance(raw, Mapping) else (summary or {}))
+
+
+def wandb_record(run: Any) -> dict[str, Any]:
+    """A run record (as :func:`record_from_summary` makes) from a W&B public-API run.
+
+    Uses ``run.config`` (the logged Hydra config plus params/flops/model_size_mb), ``run.summary``
+    (final metrics), ``run.state`` (``finished`` is ok; anything else counts as not ok) and
+    ``run.name``. W&B holds no confusion matrix as numbers, so that column stays empty.
+    """
+    config = _unwrap_config(dict(getattr(run, "config", None) or {}))
+    summary = _summary_dict(getattr(run, "summary", None))
+    state = str(getattr(run, "state", "") or "unknown").lower()
+    run_job_type = getattr(run, "job_type", None)
+    job_type = _first(config.get("job_type"), run_job_type if run_job_type in ("train", "eval") else None)
+    record = {
+        "status": "ok" if state == "finished" else state,
+        "error": None if state == "finished" else f"W&B run state: {state}",
+        "study": _first(config.get("task_name"), getattr(run, "group", None)),
+        "job_type": job_type or ("train" if "optim" in config else "eval"),
+        "config": config,
+        "metrics": {k: v for k, v in summary.items() if k.startswith(METRIC_PREFIXES)},
+        "duration_s": summary.get("_runtime"),
+        "started": getattr(run, "created_at", None),
+        **{key: _first(summary.get(key), config.get(key)) for key in COST_COLUMNS},
+    }
+    source = "wandb:" + "/".join(map(str, getattr(run, "path", None) or [run.name]))  # entity/project/id
+    return record_from_summary(record, source)
+
+
+def _wandb_api() -> Any:
+    """``wandb.Api()``, or :class:`UserError` when W&B is offline or has no API key."""
+    from lanmsff.utils.config import wandb_has_credentials
+
+    mode = os.environ.get("WANDB_MODE", "")
+    if mode in ("offline", "disabled", "dryrun"):
+        raise UserError(f"--wandb needs W&B online, but WANDB_MODE={mode}; unset it (and have network access)")
+    if not wandb_has_credentials():
+        raise UserError("--wandb needs a W&B API key: set WANDB_API_KEY or run `wandb login`")
+    import wandb
+
+    return wandb.Api(timeout=30)
+
+
+def load_wandb_runs(
+    path: str, group: str | None = None, *, job_type: str | None = "train", api: Any = None
+) -> pd.DataFrame:
+    """Runs of the W&B project ``path`` (``ENTITY/PROJECT``), of one ``group`` (study) if given.
+
+    ``api`` defaults to ``wandb.Api()``; raises :class:`UserError` when offline, without an API key,
+    when W&B cannot be reached, or when no run matches.
+    """
+    if path.count("/") != 1 or not all(path.split("/")):
+        raise UserError(f"--wandb {path!r}: expected ENTITY/PROJECT, e.g. my-team/lanmsff")
+    api = api or _wandb_api()
+    try:
+        records = [wandb_record(run) for run in api.runs(path, filters={"group": group} if group else {})]
+    except UserError:
+        raise
+    except Exception as err:  # network, authentication, unknown project: the user's to fix
+        raise UserError(f"could not read runs of {path} from W&B: {type(err).__name__}: {err}") from None
+    runs = runs_frame(records, job_type=job_type)
+    if runs.empty:
+        where = f"{path}" + (f" (group {group!r})" if group else "")
+        raise UserError(f"no W&B run of job type {job_type!r} found in {where}")
+    return runs
