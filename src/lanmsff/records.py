@@ -5,7 +5,9 @@ its outcome) and read by the comparison report (:mod:`lanmsff.analysis.report`);
 defined here. This module imports nothing heavy (no torch), so that reading records stays cheap.
 
 Schema versions: 1 = files written before ``schema_version`` existed (read as version 1); 2 adds
-``schema_version``. Readers accept every version up to :data:`SCHEMA_VERSION`.
+``schema_version``; 3 adds ``provenance`` (code revision, environment, command, machine, randomness;
+:mod:`lanmsff.runtime.provenance`) and the data fingerprints in ``data``. Readers accept every version
+up to :data:`SCHEMA_VERSION`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, TypedDict
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CHECKPOINT_KEY = "lanmsff"  # checkpoint[CHECKPOINT_KEY] = {"version": package version, "config": run config}
 STATUSES = ("running", "ok", "failed", "interrupted")
 
@@ -45,7 +47,8 @@ class RunSummary(TypedDict, total=False):
     metrics: dict[str, float]  # test/acc, test/f1_macro, test/acc_<POSE>, val/acc_best, ...
     best_ckpt: str | None
     duration_s: float | None
-    data: dict[str, Any]  # split sizes, classes, groups, protocol, ...
+    data: dict[str, Any]  # split sizes, classes, groups, protocol, fingerprint, test_hash, ...
+    provenance: dict[str, Any]  # code revision, package versions, command line, machine, seed and determinism
     resumed_from: str | None
     world_size: int
     confusion_matrix: list[list[int]]
@@ -99,9 +102,11 @@ def read_summary(path: str | Path) -> dict[str, Any] | None:
     return summary
 
 
-def embed_config(checkpoint: dict[str, Any], config: dict[str, Any], version: str) -> None:
-    """Store the run's resolved config (plain containers) in a checkpoint dictionary."""
-    checkpoint[CHECKPOINT_KEY] = {"version": version, "config": config}
+def embed_config(
+    checkpoint: dict[str, Any], config: dict[str, Any], version: str, provenance: dict[str, Any] | None = None
+) -> None:
+    """Store the run's resolved config (plain containers) and its provenance in a checkpoint dictionary."""
+    checkpoint[CHECKPOINT_KEY] = {"version": version, "config": config, "provenance": provenance}
 
 
 def embedded_config(checkpoint: dict[str, Any]) -> dict[str, Any] | None:

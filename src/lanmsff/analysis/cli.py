@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference", help="the variant the others are tested against (default: lanmsff, or the first)"
     )
     parser.add_argument("--static", action="store_true", help="report.html with static figures only (no plotly)")
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="pool runs of one variant from different code revisions or data (the report says so)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars (they go to stderr otherwise)")
     return parser
 
@@ -83,7 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         runs = collect_runs(args)
         out = Path(args.out) if args.out else default_out_dir(args)
-        paths = write_report(runs, out, title=args.title, reference=args.reference, interactive=not args.static)
+        paths = write_report(
+            runs,
+            out,
+            title=args.title,
+            reference=args.reference,
+            interactive=not args.static,
+            allow_mixed=args.allow_mixed,
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

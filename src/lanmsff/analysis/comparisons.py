@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 ALPHA = 0.05
 DEFAULT_REFERENCE = "lanmsff"
 PREDICTIONS_FILE = "predictions.csv"
+MATCH = "test_hash"  # runs are paired only when they were scored on the same test images
 
 
 @dataclass
@@ -113,14 +114,14 @@ def fold_statistics(runs: pd.DataFrame, reference: str, alpha: float = ALPHA) ->
     variants = sorted(runs["variant"].astype(str).unique())
     left: dict[tuple, stats.LeftOut] = {}
     for metric in metrics:
-        table, unpaired = stats.paired_table(runs, metric, reference, alpha=alpha)
+        table, unpaired = stats.paired_table(runs, metric, reference, alpha=alpha, match=MATCH)
         left.update({(x.variant, x.fold, x.seed, x.reason): x for x in unpaired})
         if metric == "test/acc":
             result.verdicts = list(table["verdict"])
         title = f"{_metric_label(metric)}: each variant vs {reference}"
         result.tables.append(TableBlock(title, PAIRED_HEADERS, _paired_rows(table), PAIRED_NOTE))
     if len(variants) > 2 and "test/acc" in metrics:
-        table, _ = stats.paired_table(runs, "test/acc", None, alpha=alpha)
+        table, _ = stats.paired_table(runs, "test/acc", None, alpha=alpha, match=MATCH)
         result.tables.append(TableBlock("test accuracy: every pair", PAIRED_HEADERS, _paired_rows(table), PAIRED_NOTE))
         result.friedman = _friedman(runs, alpha, result)
     result.left_out = list(left.values())
@@ -128,7 +129,7 @@ def fold_statistics(runs: pd.DataFrame, reference: str, alpha: float = ALPHA) ->
 
 
 def _friedman(runs: pd.DataFrame, alpha: float, result: StudyStatistics) -> stats.FriedmanResult | None:
-    scores, _ = stats.score_matrix(runs, "test/acc")
+    scores, _ = stats.score_matrix(runs, "test/acc", match=MATCH)
     try:
         friedman = stats.friedman_test(scores, alpha)
     except (ValueError, ImportError) as err:

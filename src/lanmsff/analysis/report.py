@@ -19,6 +19,7 @@ from lanmsff.analysis.comparisons import TableBlock, left_out_table, study_stati
 from lanmsff.analysis.figures import StudyFigures, slug
 from lanmsff.analysis.interactive import plotly_library
 from lanmsff.analysis.page import Section, render_html, render_markdown
+from lanmsff.analysis.provenance import check_mixing, provenance_table
 from lanmsff.analysis.runs import OBJECT_COLUMNS
 from lanmsff.analysis.tables import calibration_table, display_table, failed_runs, summarise
 from lanmsff.errors import UserError
@@ -65,6 +66,7 @@ def study_section(
     tables += statistics.tables
     if statistics.left_out:
         tables.append(left_out_table(statistics.left_out))
+    tables.append(provenance_table(runs))
     figures = StudyFigures(runs, summary, folder, interactive_html=interactive).build(statistics.friedman)
     notes = [KIND_NOTES[statistics.kind]] + ([f"Reference: {statistics.reference}."] if statistics.reference else [])
     return Section(study, statistics.verdicts, tables, figures, notes)
@@ -81,15 +83,19 @@ def write_report(
     title: str = "lanmsff comparison",
     reference: str | None = None,
     interactive: bool = True,
+    allow_mixed: bool = False,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``comparison.csv``, ``runs.csv`` and ``figures/<study>/*.png|pdf``
     into ``out_dir`` (every file atomically). Returns the paths keyed by their path relative to ``out_dir``.
 
     ``reference``: the variant every other one is tested against (default: ``lanmsff`` where a study has
     it, else its first variant by name). ``interactive=False`` gives an HTML page with static figures only.
+    Runs of one variant from different code revisions or data are refused (:class:`UserError`) unless
+    ``allow_mixed``, which pools them and says so at the top of the report.
     """
     if runs.empty:
         raise UserError("no runs to report")
+    mixed = check_mixing(runs, allow_mixed=allow_mixed)
     out = Path(out_dir)
     summary = summarise(runs)
     sections = [
@@ -104,6 +110,8 @@ def write_report(
         for study in summary["study"].unique()
     ]
     failed, intro = _failed_table(runs), _intro(runs, summary)
+    if mixed:
+        intro = [f"Mixed runs pooled (--allow-mixed): {'; '.join(mixed)}.", *intro]
     paths = {}
     for item in (item for section in sections for item in section.figures):
         for path in (item.png, item.png.with_suffix(".pdf")):

@@ -42,6 +42,11 @@ RUN_COLUMNS = [
     "dataset",
     "n_train",
     "n_test",
+    "code_revision",
+    "dirty",
+    "data_fingerprint",
+    "test_hash",
+    "environment",
     "run_dir",
     "source",
 ]
@@ -72,6 +77,36 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def code_revision_label(code: Mapping[str, Any]) -> str | None:
+    """``<commit[:12]>``, ``<commit[:12]>+dirty.<diff hash[:8]>`` or ``no git``; ``None`` when not recorded."""
+    if not code:
+        return None
+    if not code.get("git"):
+        return "no git"
+    label = str(code.get("commit") or "?")[:12]
+    return f"{label}+dirty.{str(code.get('diff_sha256') or '')[:8]}" if code.get("dirty") else label
+
+
+def environment_label(environment: Mapping[str, Any]) -> str | None:
+    """``torch 2.14.1, pytorch-lightning 2.6.6, lanmsff 0.1.0`` (``None`` when not recorded)."""
+    names = ("torch", "pytorch-lightning", "lanmsff")
+    parts = [f"{n} {environment[n]}" for n in names if environment.get(n)]
+    return ", ".join(parts) or None
+
+
+def _provenance_columns(summary: Mapping[str, Any]) -> dict[str, Any]:
+    provenance = summary.get("provenance") or {}
+    code = (provenance.get("code") or {}).get("package") or {}
+    data = summary.get("data") or {}
+    return {
+        "code_revision": code_revision_label(code),
+        "dirty": code.get("dirty") if code else None,
+        "data_fingerprint": data.get("fingerprint"),
+        "test_hash": data.get("test_hash"),
+        "environment": environment_label(provenance.get("environment") or {}),
+    }
+
+
 def record_from_summary(summary: Mapping[str, Any], source: str = "") -> dict[str, Any]:
     """One flat record (a row of :func:`load_runs`) from the contents of a ``summary.json``.
 
@@ -97,6 +132,7 @@ def record_from_summary(summary: Mapping[str, Any], source: str = "") -> dict[st
         "dataset": data.get("dataset"),
         "n_train": _first(data.get("train_images"), data.get("train")),
         "n_test": data.get("test"),
+        **_provenance_columns(summary),
         "run_dir": str(Path(source).parent) if source and not source.startswith("wandb:") else None,
         "source": source,
         "classes": data.get("classes"),

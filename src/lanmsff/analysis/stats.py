@@ -312,11 +312,27 @@ def _usable_runs(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[Le
     return frame, left
 
 
-def _pair(rows_a: pd.DataFrame, rows_b: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, list[LeftOut]]:
-    """Runs of A and B with the same (fold, seed), inner-joined; the runs without a partner, with reasons."""
+def _pair(
+    rows_a: pd.DataFrame, rows_b: pd.DataFrame, a: str, b: str, match: str | None = None
+) -> tuple[pd.DataFrame, list[LeftOut]]:
+    """Runs of A and B with the same (fold, seed), inner-joined; the runs without a partner, with reasons.
+
+    With ``match`` (a column, e.g. ``test_hash``: which test images a run was scored on), runs whose
+    values differ are not paired either (a missing value matches anything).
+    """
     merged = rows_a.merge(rows_b, on=list(PAIR_KEYS), suffixes=("_a", "_b"), sort=True)
-    paired = set(_keys(merged))
     left = []
+    mismatched: set[tuple[Any, Any]] = set()
+    if match and f"{match}_a" in merged:
+        x, y = merged[f"{match}_a"], merged[f"{match}_b"]
+        differ = (x.notna() & y.notna() & (x != y)).to_numpy(dtype=bool)
+        mismatched = set(_keys(merged[differ]))
+        for rows, other in ((rows_a, b), (rows_b, a)):
+            mask = np.array([key in mismatched for key in _keys(rows)], dtype=bool)
+            if mask.any():
+                left += _left_out(rows[mask], f"same fold and seed as {other} but other test images ({match} differs)")
+        merged = merged[~differ]
+    paired = set(_keys(merged)) | mismatched  # a mismatched run has a partner, just not a comparable one
     for rows, other in ((rows_a, b), (rows_b, a)):
         alone = np.array([key not in paired for key in _keys(rows)], dtype=bool)
         if alone.any():
@@ -376,7 +392,13 @@ def _comparisons(variants: list[str], reference: str | None) -> list[tuple[str, 
 
 
 def paired_table(
-    runs: pd.DataFrame, metric: str, reference: str | None = None, *, scale: float = 100.0, alpha: float = 0.05
+    runs: pd.DataFrame,
+    metric: str,
+    reference: str | None = None,
+    *,
+    scale: float = 100.0,
+    alpha: float = 0.05,
+    match: str | None = None,
 ) -> tuple[pd.DataFrame, list[LeftOut]]:
     """Paired comparisons of the variants of one study over its folds (and seeds), Holm-corrected.
 
@@ -388,13 +410,14 @@ def paired_table(
     (``a`` = variant, ``b`` = reference). Per row: pairs, folds, seeds, the means of a and b over the
     pairs and their mean difference a - b in points (``scale`` * metric) with the corrected t-test's CI,
     t and p, ``p_holm`` (Holm over the table's tests), the Wilcoxon p and the :func:`verdict`.
+    ``match``: a column that paired runs must agree on (e.g. ``test_hash``; see :func:`_pair`).
     """
     usable, left = _usable_runs(runs, metric)
     variants = sorted(usable["variant"].unique())
     by_variant = {v: usable[usable["variant"] == v] for v in variants}
     rows = []
     for a, b in _comparisons(variants, reference):
-        pairs, unpaired = _pair(by_variant[a], by_variant[b], a, b)
+        pairs, unpaired = _pair(by_variant[a], by_variant[b], a, b, match)
         left += unpaired
         rows.append({"a": a, "b": b, **_compare(pairs, metric, scale, alpha)})
     table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c not in ("p_holm", "verdict")] + ["test", "units"])
@@ -406,13 +429,22 @@ def paired_table(
 
 
 # ---------------------------------------------------------------------------------------------- 3+ variants
-def score_matrix(runs: pd.DataFrame, metric: str, *, scale: float = 100.0) -> tuple[pd.DataFrame, list[LeftOut]]:
+def score_matrix(
+    runs: pd.DataFrame, metric: str, *, scale: float = 100.0, match: str | None = None
+) -> tuple[pd.DataFrame, list[LeftOut]]:
     """Blocks x variants matrix of ``scale * metric`` (rows: (fold, seed) held by every variant).
 
     Blocks that some variant lacks are left out whole (each of their runs, with the missing variants as
     the reason), as are the runs :func:`paired_table` would leave out.
     """
     usable, left = _usable_runs(runs, metric)
+    if match and match in usable:
+        values = usable.groupby(list(PAIR_KEYS))[match].nunique()
+        mixed = set(values[values > 1].index)
+        mask = np.array([key in mixed for key in _keys(usable)], dtype=bool)
+        if mask.any():
+            left += _left_out(usable[mask], f"block (fold, seed) scored on different test images ({match} differs)")
+            usable = usable[~mask]
     wide = usable.pivot(index=list(PAIR_KEYS), columns="variant", values=metric).sort_index()
     incomplete = wide.isna().any(axis=1)
     for key, row in wide[incomplete].iterrows():

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from lanmsff.data.classes import ClassMapping, map_classes
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError
 from lanmsff.runtime.precision import trainer_precision
+from lanmsff.runtime.provenance import provenance
 from lanmsff.training.cross_dataset import shared_class_metrics
 from lanmsff.training.module import FERModule
 from lanmsff.training.run import RunRecorder
@@ -34,6 +36,18 @@ def apply_trainer_precision(cfg: DictConfig) -> None:
         cfg.trainer.precision = resolved
 
 
+def record_provenance(run: RunRecorder, cfg: DictConfig) -> None:
+    """Code revision, versions, command line, machine, seed and determinism into the run's summary."""
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    trainer = cfg.get("trainer") or {}
+    run.summary["provenance"] = provenance(
+        overrides=overrides,
+        seed=cfg.get("seed"),
+        deterministic=trainer.get("deterministic", False),
+        precision=trainer.get("precision"),
+    )
+
+
 def build_datamodule(data_cfg: DictConfig | dict) -> FERDataModule:
     """Instantiate the data module and load its data (so that errors surface before training)."""
     datamodule = instantiate(data_cfg, _convert_="all")
@@ -46,7 +60,7 @@ def log_hyperparams(loggers: list[Any], run: RunRecorder) -> None:
     """The run's config plus its cost (params, FLOPs, size) in every logger."""
     cost = {key: run.summary[key] for key in ("params", "flops", "model_size_mb")}
     identity = {key: run.summary.get(key) for key in ("study", "variant", "fold", "seed")}  # flat, to group by
-    params = {**run.summary["config"], **identity, **cost}
+    params = {**run.summary["config"], **identity, **cost, "provenance": run.summary.get("provenance")}
     for logger in loggers:
         logger.log_hyperparams(params)
 

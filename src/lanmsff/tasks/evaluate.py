@@ -18,7 +18,13 @@ from lanmsff.checkpoints import load_module
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError
 from lanmsff.records import embedded_config
-from lanmsff.tasks.common import apply_trainer_precision, build_datamodule, log_hyperparams, test_on_dataset
+from lanmsff.tasks.common import (
+    apply_trainer_precision,
+    build_datamodule,
+    log_hyperparams,
+    record_provenance,
+    test_on_dataset,
+)
 from lanmsff.training.cross_dataset import shared_class_outputs
 from lanmsff.training.module import FERModule
 from lanmsff.training.run import RunRecorder, print_results
@@ -43,6 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the test split of the data it was trained with (or the one given)."""
     apply_trainer_precision(cfg)
     with RunRecorder(cfg.paths.output_dir, cfg, job_type="eval") as run:
+        record_provenance(run, cfg)
         if not cfg.get("ckpt_path"):
             raise UserError(
                 "ckpt_path is required: python eval.py ckpt_path=logs/train/runs/<run>/checkpoints/<file>.ckpt"

@@ -19,7 +19,13 @@ from lanmsff.checkpoints import load_checkpoint
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError, check_choice
 from lanmsff.runtime.hardware import tune_glibc_malloc
-from lanmsff.tasks.common import apply_trainer_precision, build_datamodule, log_hyperparams, test_on_dataset
+from lanmsff.tasks.common import (
+    apply_trainer_precision,
+    build_datamodule,
+    log_hyperparams,
+    record_provenance,
+    test_on_dataset,
+)
 from lanmsff.training.calibration import fit_temperature
 from lanmsff.training.callbacks import EmbedRunConfig, RNGStateCheckpoint
 from lanmsff.training.module import FERModule
@@ -86,6 +92,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     apply_trainer_precision(cfg)
     tune_glibc_malloc()  # reuse the large activation buffers instead of mapping them anew every step
     with RunRecorder(cfg.paths.output_dir, cfg, job_type="train") as run:
+        record_provenance(run, cfg)
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data, _convert_="all")
@@ -99,7 +106,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg), name=run_name(cfg))
         callbacks = [
             *instantiate_callbacks(cfg.get("callbacks")),
-            EmbedRunConfig(run.summary["config"]),
+            EmbedRunConfig(run.summary["config"], run.summary["provenance"]),
             RNGStateCheckpoint(),
         ]
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=run.loggers or False)

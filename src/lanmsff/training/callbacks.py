@@ -15,18 +15,18 @@ from lanmsff.records import embed_config
 
 
 class EmbedRunConfig(pl.Callback):
-    """Store the run's resolved config (plain containers, secrets redacted) in every checkpoint.
+    """Store the run's resolved config (plain containers, secrets redacted) and provenance in every checkpoint.
 
     ``eval.py`` rebuilds the exact data split from it, and prediction reads the preprocessing.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
+    def __init__(self, config: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
+        self.config, self.provenance = config, provenance
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        embed_config(checkpoint, self.config, __version__)
+        embed_config(checkpoint, self.config, __version__, self.provenance)
 
 
 class RNGStateCheckpoint(pl.Callback):

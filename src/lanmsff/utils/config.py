@@ -61,6 +61,14 @@ def redact(obj: Any) -> Any:
     return obj
 
 
+def redact_override(arg: str) -> str:
+    """A command-line argument with its value redacted when its key or value looks secret (``api_key=...``)."""
+    key, sep, value = arg.partition("=")
+    if sep and (_SECRET_KEY.search(key) or _SECRET_VALUE.match(value.strip("'\""))):
+        return f"{key}={REDACTED}"
+    return REDACTED if _SECRET_VALUE.match(arg) else arg
+
+
 def to_plain(cfg: Any, *, resolve: bool = True) -> Any:
     """A config as plain dicts and lists (secrets redacted), safe to log and to store in checkpoints."""
     if OmegaConf.is_config(cfg):
