@@ -54,8 +54,8 @@ class StudyFigures:
         self.interactive = interactive_html
         self.items: list[FigureItem] = []
 
-    def _add(self, key: str, caption: str, fig: Any, name: str, html: str | None = None) -> None:
-        png = plots.save_figure(fig, self.folder / f"{name}.png", pdf=True)
+    def _add(self, key: str, caption: str, fig: Any, name: str, html: str | None = None, *, pdf: bool = True) -> None:
+        png = plots.save_figure(fig, self.folder / f"{name}.png", pdf=pdf)
         self.items.append(FigureItem(key, caption, png, html if self.interactive else None))
 
     def build(self, friedman: stats.FriedmanResult | None = None) -> list[FigureItem]:
@@ -141,9 +141,5 @@ class StudyFigures:
             mean, std, classes = confusion
             title = f"{variant}: mean confusion (rows: true)"
             fig = plots.rate_matrix_figure(mean, classes, std=std, title=title)
-            self._add(
-                f"confusion:{variant}",
-                f"Mean row-normalised confusion matrix: {variant}",
-                fig,
-                f"confusion_{slug(str(variant))}",
-            )
+            caption = f"Mean row-normalised confusion matrix: {variant}"  # PNG only: one per variant adds up
+            self._add(f"confusion:{variant}", caption, fig, f"confusion_{slug(str(variant))}", pdf=False)

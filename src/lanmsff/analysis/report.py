@@ -115,7 +115,8 @@ def write_report(
     paths = {}
     for item in (item for section in sections for item in section.figures):
         for path in (item.png, item.png.with_suffix(".pdf")):
-            paths[path.relative_to(out).as_posix()] = path
+            if path.exists():
+                paths[path.relative_to(out).as_posix()] = path
     paths["comparison.csv"] = _write_csv(summary, out / "comparison.csv")
     paths["runs.csv"] = _write_csv(runs.drop(columns=OBJECT_COLUMNS), out / "runs.csv")
     paths["report.md"] = atomic_write_text(out / "report.md", render_markdown(title, intro, sections, failed, str(out)))
