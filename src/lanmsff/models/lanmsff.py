@@ -134,7 +134,12 @@ class LANMSFF(nn.Module):
         return outputs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The fused multi-scale descriptor, shape ``(B, num_features)``."""
+        """The fused multi-scale descriptor, shape ``(B, num_features)``: already pooled.
+
+        Unlike timm's ``forward_features`` (the last feature map, unpooled), this pools each fused
+        block's selected map and concatenates them; :meth:`forward_blocks` gives the unpooled maps.
+        ``forward_head(forward_features(x), pre_logits=True)`` is the descriptor for timm models too.
+        """
         outputs = self.forward_blocks(x)
         pooled = [self.selections[str(b)](outputs[b - 1]).mean(dim=(2, 3)) for b in self.fusion_blocks]
         return torch.cat(pooled, dim=1)
