@@ -146,7 +146,7 @@ def test_cross_pose_directions_are_disjoint(option: str, tmp_path: Path) -> None
     assert cfg.data.protocol == "cross_pose" and cfg.direction == option
 
 
-@pytest.mark.parametrize("launcher", ["slurm", "local"])
+@pytest.mark.parametrize("launcher", ["slurm", "slurm_cpu", "local"])
 def test_launcher_configs_compose(launcher: str) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

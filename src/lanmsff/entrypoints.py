@@ -6,7 +6,7 @@
 * :func:`run_cli` runs a task: a :class:`lanmsff.errors.UserError` prints its message and exits
   with status 2 (no traceback); in a multirun a failing job is recorded in its ``summary.json``,
   returns NaN to the sweeper and the sweep continues; SIGTERM exits with 143 after the run recorded
-  itself as interrupted.
+  itself as interrupted (SIGTERM outside Lightning's loops too); under submitit USR1 requeues the job.
 
 This is the top of the package: it imports the tasks' common error types only, and the entry points
 import it together with the task they run.
@@ -19,6 +19,7 @@ import math
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lanmsff.errors import EXIT_USER_ERROR, UserError
+from lanmsff.runtime.slurm import route_usr1_to_submitit
 from lanmsff.utils.config import CONF_DIR, config_group_options
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,23 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _sigterm_to_exception(signum: int, frame: Any) -> None:
+    """SIGTERM outside Lightning's loops (data preparation, model set-up, writing results) stops the task
+    with ``SIGTERMException``, which the run recorder records as ``status: interrupted``.
+
+    Inside ``fit``/``test`` Lightning's handler is installed and calls this one too: then it does
+    nothing, and Lightning stops after the current batch; nor does it while an exception is already on
+    its way out (submitit's SystemExit after its warning signal: a requeue's SIGTERM follows within
+    milliseconds and must not cut the summary short). Needed under submitit, which ignores SIGTERM
+    (``scancel``, ``scontrol requeue``): the job was SIGKILLed ``KillWait`` later without a summary.
+    """
+    if signal.getsignal(signal.SIGTERM) is not _sigterm_to_exception:
+        return  # Lightning's handler is installed (it called this one)
+    if sys.exc_info()[1] is not None:
+        return
+    raise SIGTERMException(128 + signum)
+
+
 def run_cli(
     task: Callable[[DictConfig], dict[str, Any]],
     cfg: DictConfig,
@@ -78,6 +97,10 @@ def run_cli(
     ``exit_status`` maps the task's summary to the process's exit status (e.g. 1 when export.py's
     check failed); without it a successful task returns normally.
     """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_exception)
+        route_usr1_to_submitit()
     try:
         summary = task(cfg)
     except SIGTERMException:
@@ -93,6 +116,9 @@ def run_cli(
             raise
         log.exception("Job failed; recorded in its summary.json, continuing with the sweep")
         return math.nan  # a failed trial for sweepers that optimise the returned value
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     if exit_status is not None and (status := exit_status(summary)) != 0:
         sys.exit(status)
     metric = cfg.get("optimized_metric")

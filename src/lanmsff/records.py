@@ -40,6 +40,8 @@ class RunSummary(TypedDict, total=False):
     version: str  # the lanmsff package version
     started: str  # ISO time, UTC
     output_dir: str
+    restarts: int  # earlier attempts in this run folder (a requeued or restarted job resumes there)
+    slurm: dict[str, Any] | None  # the SLURM job (id, restart count, tasks, node, partition); None outside
     config: dict[str, Any]  # the resolved config, secrets redacted
     params: int | None
     flops: int | None  # forward FLOPs per image

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, open_dict
 
 from lanmsff.data.classes import ClassMapping, map_classes
@@ -15,6 +16,7 @@ from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError
 from lanmsff.runtime.precision import trainer_precision
 from lanmsff.runtime.provenance import provenance
+from lanmsff.runtime.slurm import under_submitit
 from lanmsff.training.cross_dataset import shared_class_metrics
 from lanmsff.training.module import FERModule
 from lanmsff.training.run import RunRecorder
@@ -46,6 +48,15 @@ def record_provenance(run: RunRecorder, cfg: DictConfig) -> None:
         deterministic=trainer.get("deterministic", False),
         precision=trainer.get("precision"),
     )
+
+
+def trainer_plugins(cfg: DictConfig) -> list[Any]:
+    """``trainer.plugins``, plus, under submitit, a SLURM environment without Lightning's auto-requeue
+    (see :mod:`lanmsff.runtime.slurm`: its mid-epoch checkpoint would not resume exactly)."""
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
+    if under_submitit():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
 
 
 def build_datamodule(data_cfg: DictConfig | dict) -> FERDataModule:

@@ -25,6 +25,7 @@ from lanmsff.tasks.common import (
     log_hyperparams,
     record_provenance,
     test_on_dataset,
+    trainer_plugins,
 )
 from lanmsff.training.calibration import fit_temperature
 from lanmsff.training.callbacks import EmbedRunConfig, RNGStateCheckpoint
@@ -109,7 +110,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             EmbedRunConfig(run.summary["config"], run.summary["provenance"]),
             RNGStateCheckpoint(),
         ]
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=run.loggers or False)
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer, callbacks=callbacks, logger=run.loggers or False, plugins=trainer_plugins(cfg)
+        )
         log_hyperparams(run.loggers, run)
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -198,5 +201,11 @@ def _single_process_tester(cfg: DictConfig, trainer: pl.Trainer, loggers: list[A
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return instantiate(
-        cfg.trainer, devices=1, num_nodes=1, strategy="auto", logger=loggers or False, enable_progress_bar=False
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        logger=loggers or False,
+        enable_progress_bar=False,
+        plugins=trainer_plugins(cfg),
     )

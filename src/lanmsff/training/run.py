@@ -7,6 +7,7 @@ run ends, whether it succeeded (``status: ok``) or failed (``status: failed`` wi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ from lanmsff import __version__
 from lanmsff.models.introspection import count_flops, count_params, model_size_mb
 from lanmsff.plots import confusion_matrix_figure, group_accuracy_figure, reliability_figure, save_figure
 from lanmsff.records import SUMMARY_FILE, RunSummary, new_summary
+from lanmsff.runtime.slurm import slurm_job
 from lanmsff.training.calibration import calibration_metrics, reliability_bins
 from lanmsff.utils.config import to_plain
 from lanmsff.utils.io import atomic_write, atomic_write_json
@@ -51,6 +53,16 @@ def scalar_metrics(metrics: dict[str, Any], prefixes: Sequence[str] = ("val/", "
     return out
 
 
+def previous_attempts(output_dir: str | Path) -> int:
+    """How many earlier attempts ran in this run folder: 0 for a first start, else 1 + the count the
+    previous attempt recorded in its ``summary.json`` (a restarted or requeued job)."""
+    try:
+        previous = json.loads((Path(output_dir) / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return 0
+    return int(previous.get("restarts") or 0) + 1 if isinstance(previous, dict) else 0
+
+
 class RunRecorder:
     """Context manager that writes ``summary.json`` on exit and closes the loggers, also on failure."""
 
@@ -68,6 +80,8 @@ class RunRecorder:
             version=__version__,
             started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             output_dir=str(self.output_dir),
+            restarts=previous_attempts(self.output_dir),
+            slurm=slurm_job(),
             config=plain,
         )
 
