@@ -209,3 +209,20 @@ def test_learning_curves_pareto_and_cross_dataset_figures(tmp_path: Path) -> Non
         assert f"figures/cross/{name}.png" in paths and f"figures/cross/{name}.pdf" in paths
     html = paths["report.html"].read_text()
     assert "Cross-dataset test accuracy" in html and "Pareto front" in html
+
+
+@pytest.mark.slow
+def test_eval_with_test_time_augmentation(paper_run: dict, tmp_path: Path) -> None:
+    [ckpt] = Path(paper_run["run_dir"]).glob("checkpoints/epoch_*.ckpt")
+    scores = {}
+    for tta in ("none", "flip"):
+        (tmp_path / tta).mkdir()
+        result = run_script("eval.py", f"ckpt_path={ckpt}", f"tta={tta}", "logger=csv", cwd=tmp_path / tta)
+        assert result.returncode == 0, result.stderr[-3000:]
+        [path] = (tmp_path / tta / "logs" / "eval" / "runs").glob("*/summary.json")
+        summary = json.loads(path.read_text())
+        predictions = pd.read_csv(path.parent / "predictions.csv")
+        assert len(predictions) == summary["data"]["test"] and "class_mapping" not in summary
+        scores[tta] = summary["metrics"]["test/acc"]
+        assert scores[tta] == pytest.approx((predictions["label"] == predictions["predicted"]).mean())
+    assert 0 <= scores["flip"] <= 1 and scores["none"] == pytest.approx(paper_run["metrics"]["test_best/acc"])

@@ -13,7 +13,8 @@ from omegaconf import DictConfig, open_dict
 
 from lanmsff.data.classes import ClassMapping, map_classes
 from lanmsff.data.datamodule import FERDataModule
-from lanmsff.errors import UserError
+from lanmsff.errors import UserError, check_choice
+from lanmsff.inference.tta import TTA_MODES, tta_probabilities
 from lanmsff.runtime.precision import trainer_precision
 from lanmsff.runtime.provenance import provenance
 from lanmsff.runtime.slurm import under_submitit
@@ -86,12 +87,29 @@ class DatasetTest:
     mapping: ClassMapping
 
 
-def test_on_dataset(module: FERModule, datamodule: FERDataModule, *, prefix: str) -> DatasetTest:
+@torch.no_grad()
+def predict_with_tta(module: FERModule, loader: Any, mode: str) -> dict[str, torch.Tensor]:
+    """Like :meth:`FERModule.predict_loader`, with the class probabilities averaged over the views of a
+    test-time augmentation ``mode`` (:mod:`lanmsff.inference.tta`); ``logits`` are their logarithms."""
+    if mode == "none":
+        return module.predict_loader(loader)
+    module.eval()
+    parts = []
+    for x, y, g in loader:
+        probs = tta_probabilities(module, x.to(module.device), mode)
+        parts.append((probs.clamp_min(1e-12).log().cpu(), y.cpu(), g.cpu()))
+    logits, targets, groups = (torch.cat(column) for column in zip(*parts, strict=True))
+    return {"logits": logits, "targets": targets, "groups": groups}
+
+
+def test_on_dataset(module: FERModule, datamodule: FERDataModule, *, prefix: str, tta: str = "none") -> DatasetTest:
     """Score the module's current weights on a data module's test split over the shared classes.
 
-    Metrics are named ``{prefix}acc``, ``{prefix}f1_macro``, ``{prefix}acc_<group>``. Raises
-    :class:`UserError` when the two vocabularies share no class.
+    Metrics are named ``{prefix}acc``, ``{prefix}f1_macro``, ``{prefix}acc_<group>``; ``tta`` averages
+    each face's probabilities over mirrored (and shifted) views. Raises :class:`UserError` when the two
+    vocabularies share no class.
     """
+    check_choice("tta", tta, TTA_MODES)
     mapping = map_classes(module.class_names, datamodule.class_names)
     if not mapping.shared:
         raise UserError(
@@ -106,7 +124,7 @@ def test_on_dataset(module: FERModule, datamodule: FERDataModule, *, prefix: str
             list(mapping.unmapped_data),
             list(mapping.unmapped_model),
         )
-    outputs = module.predict_loader(datamodule.test_dataloader())
+    outputs = predict_with_tta(module, datamodule.test_dataloader(), tta)
     metrics, details = shared_class_metrics(outputs, mapping, datamodule.group_names, prefix=prefix)
     details["dataset"] = datamodule.dataset
     return DatasetTest(metrics, details, outputs, mapping)

@@ -1,5 +1,8 @@
 """The eval task behind ``eval.py``: test a checkpoint on the test split of the data it was trained with.
 
+``tta=flip`` / ``tta=flip_shift`` average each test face's probabilities over its mirror image (and
+shifted copies); a checkpoint tested on another dataset is scored over the classes both share.
+
 Without ``data`` overrides the exact test split of the training run is rebuilt from the config stored
 in the checkpoint; ``data.*`` overrides (e.g. ``data.root=...``) or a whole ``data=...`` choice replace
 the stored values.
@@ -63,15 +66,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         run.summary["best_ckpt"] = str(cfg.ckpt_path)
         run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg), name=run_name(cfg))
         log_hyperparams(run.loggers, run)
-        if module.class_names == list(datamodule.class_names):
-            _test_same_vocabulary(cfg, module, datamodule, run)
+        tta = cfg.get("tta", "none")
+        if module.class_names == list(datamodule.class_names) and tta == "none":
+            _test_with_lightning(cfg, module, datamodule, run)
         else:
-            _test_other_vocabulary(module, datamodule, run)
+            _test_over_shared_classes(module, datamodule, run, tta)
         print_results(run.summary, datamodule.group_names)
     return run.summary
 
 
-def _test_same_vocabulary(cfg: DictConfig, module: FERModule, datamodule: FERDataModule, run: RunRecorder) -> None:
+def _test_with_lightning(cfg: DictConfig, module: FERModule, datamodule: FERDataModule, run: RunRecorder) -> None:
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=run.loggers or False, callbacks=callbacks)
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -79,11 +83,13 @@ def _test_same_vocabulary(cfg: DictConfig, module: FERModule, datamodule: FERDat
     run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
 
 
-def _test_other_vocabulary(module: FERModule, datamodule: FERDataModule, run: RunRecorder) -> None:
-    """A checkpoint of another dataset: metrics over the shared classes (see :mod:`lanmsff.data.classes`)."""
-    result = test_on_dataset(module, datamodule, prefix="test/")
+def _test_over_shared_classes(module: FERModule, datamodule: FERDataModule, run: RunRecorder, tta: str) -> None:
+    """A checkpoint of another dataset (metrics over the shared classes, see :mod:`lanmsff.data.classes`),
+    or of the same one tested with test-time augmentation."""
+    result = test_on_dataset(module, datamodule, prefix="test/", tta=tta)
     run.summary["metrics"].update(result.metrics)
-    run.summary["class_mapping"] = {k: v for k, v in result.details.items() if k != "confusion_matrix"}
+    if not result.mapping.identity:
+        run.summary["class_mapping"] = {k: v for k, v in result.details.items() if k != "confusion_matrix"}
     kept = shared_class_outputs(result.outputs, result.mapping)
     files = [f for f, keep in zip(datamodule.test_files, kept["keep"].tolist(), strict=False) if keep]
     n = len(result.mapping.shared)
