@@ -19,7 +19,7 @@ from PIL import Image
 from .conftest import run_script
 
 EXPRESSIONS = ["afraid", "angry", "disgusted", "happy", "neutral", "sad", "surprised"]
-ASTRONAUT_FACE = (177, 66, 95, 95)  # Eileen Collins' face in skimage.data.astronaut(), (x, y, w, h)
+ASTRONAUT_FACE = (179, 58, 90, 118)  # Eileen Collins' face in skimage.data.astronaut(), (x, y, w, h), checked by eye
 
 
 def astronaut_bgr() -> np.ndarray:
@@ -102,7 +102,8 @@ def test_faces_are_found_where_they_are(predicted: dict) -> None:
     [face] = _rows(predicted, "astronaut.jpg").itertuples()
     x, y, w, h = ASTRONAUT_FACE
     assert abs(face.x + face.w / 2 - (x + w / 2)) < 20 and abs(face.y + face.h / 2 - (y + h / 2)) < 20
-    assert 0.7 < face.w / w < 1.4 and face.detector == "frontal"
+    assert 0.7 < face.w / w < 1.4 and face.detector == "cnn" and face.score > 0.9
+    assert x < face.left_eye_x < face.nose_x < face.right_eye_x < x + w and face.left_eye_y < face.mouth_left_y
     probs = [getattr(face, f"p_{e}") for e in EXPRESSIONS]
     assert len(probs) == 7 and sum(probs) == pytest.approx(1.0, abs=1e-4) and face.expression in EXPRESSIONS
 
@@ -116,13 +117,13 @@ def test_every_format_is_read(predicted: dict, name: str) -> None:
     assert len(rows) >= 1 and rows.problem.isna().all(), rows
     if name == "large.jpg":  # 8x the original: downscaled for detection, boxes in full-size coordinates
         face = rows.iloc[0]
-        assert abs(face.x + face.w / 2 - 8 * (177 + 95 / 2)) < 160
+        assert abs(face.x + face.w / 2 - 8 * (179 + 90 / 2)) < 160 and abs(face.left_eye_x - 8 * 204) < 80
 
 
 @pytest.mark.slow
 def test_exif_orientation_is_honoured(predicted: dict) -> None:
     [face] = _rows(predicted, "exif_rotated.jpg").itertuples()
-    assert abs(face.x + face.w / 2 - (177 + 95 / 2)) < 20 and abs(face.y + face.h / 2 - (66 + 95 / 2)) < 20
+    assert abs(face.x + face.w / 2 - (179 + 90 / 2)) < 20 and abs(face.y + face.h / 2 - (58 + 118 / 2)) < 20
 
 
 @pytest.mark.slow
@@ -216,3 +217,19 @@ def test_unknown_backend_is_a_user_error(trained_checkpoint: Path, tmp_path: Pat
 def test_standard_output_holds_only_the_summary_line(predicted: dict) -> None:
     lines = predicted["result"].stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("17 files: ") and "results in" in lines[0], lines
+
+
+@pytest.mark.slow
+def test_haar_detector_flip_tta_and_no_alignment(trained_checkpoint: Path, tmp_path: Path) -> None:
+    image = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(image), astronaut_bgr())
+    args = (f"ckpt_path={trained_checkpoint}", f"input={image}", f"output={tmp_path}")
+    plain = run_script("predict.py", *args, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    aligned = pd.read_csv(tmp_path / "predictions.csv")
+    result = run_script("predict.py", *args, "detector=haar", "align=false", "tta=flip_shift", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [face] = pd.read_csv(tmp_path / "predictions.csv").itertuples()
+    assert face.detector == "frontal" and pd.isna(face.score) and pd.isna(face.left_eye_x)
+    assert sum(getattr(face, f"p_{e}") for e in EXPRESSIONS) == pytest.approx(1.0, abs=1e-4)
+    assert aligned.detector.tolist() == ["cnn"] and result.stdout.startswith("1 files: 1 with faces (1 faces)")

@@ -255,3 +255,36 @@ def heatmap_figure(
                 ax.text(j, i, f"{values[i, j]:.1%}", ha="center", va="center", fontsize=8, color=color)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return fig
+
+
+def track_probabilities_figure(
+    tracks: Mapping[int, tuple[Sequence[float], Sequence[np.ndarray]]],
+    class_names: Sequence[str],
+    *,
+    title: str = "Expressions over time",
+    max_tracks: int = 8,
+) -> plt.Figure:
+    """Each video track's class probabilities over time as stacked areas, one panel per track.
+
+    ``tracks`` maps a track id to its times (seconds) and probability vectors; the ``max_tracks``
+    longest tracks are shown (the title says how many were left out).
+    """
+    shown = sorted(tracks, key=lambda t: -len(tracks[t][0]))[:max_tracks]
+    shown.sort()
+    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 0.6 + 1.6 * len(shown)), sharex=True, squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for ax, track in zip(axes[:, 0], shown):
+        times, probs = tracks[track]
+        values = np.asarray(probs, dtype=float).reshape(len(times), len(class_names))
+        ax.stackplot(times, values.T, labels=class_names, colors=colors[: len(class_names)], alpha=0.85)
+        ax.set_ylim(0, 1)
+        ax.set_xlim(min(times), max(max(times), min(times) + 1e-3))
+        ax.set_ylabel(f"track {track}")
+        ax.grid(True, alpha=0.3)
+    axes[-1, 0].set_xlabel("time (s)")
+    left_out = len(tracks) - len(shown)
+    axes[0, 0].set_title(title + (f" ({left_out} shorter tracks not shown)" if left_out else ""))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig

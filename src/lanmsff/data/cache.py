@@ -2,7 +2,8 @@
 
 The cache file ``<cache_dir>/kdef_<key>.npz`` holds the uint8 faces, the relative path and crop
 method of each, and the files that failed with their reasons. Its key hashes the file list (paths,
-sizes, modification times), the preprocessing parameters and :data:`CACHE_VERSION`, so any change of
+sizes, modification times), the preprocessing parameters (image size, crop mode, and with
+``detect`` the margin, the detector and the alignment) and :data:`CACHE_VERSION`, so any change of
 an input or a parameter builds a new file. A cache file that cannot be read, or whose stored key or
 shapes disagree, is rebuilt with a message and never trusted. Writes are atomic.
 """
@@ -16,13 +17,24 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from lanmsff.data.faces import DEFAULT_MARGIN, FaceDetector, UnreadableImage, preprocess_file
+from lanmsff.data.detectors import MTCNNDetector, weights_dir
+from lanmsff.data.faces import (
+    DEFAULT_MARGIN,
+    FACE_DETECTORS,
+    LEGACY_FACE_DETECTOR,
+    FaceDetector,
+    UnreadableImage,
+    make_detector,
+    preprocess_file,
+)
 from lanmsff.data.kdef import KDEFRecord
+from lanmsff.errors import check_choice
 from lanmsff.utils.io import atomic_write
 from lanmsff.utils.progress import track
 
@@ -58,27 +70,52 @@ def cache_key(root: Path, records: Sequence[KDEFRecord], params: dict) -> str:
     return digest.hexdigest()
 
 
-_DETECTOR: FaceDetector | None = None
+_DETECTORS: dict[str, FaceDetector | MTCNNDetector] = {}  # one of each per process, made on first use
 
 
-def _work(job: tuple[str, str, int, str, float]) -> tuple[np.ndarray | None, str]:
-    global _DETECTOR
-    path, angle, image_size, mode, margin = job
-    if mode == "detect" and _DETECTOR is None:
-        _DETECTOR = FaceDetector()
+@dataclass(frozen=True)
+class Job:
+    """What one worker needs to preprocess one file."""
+
+    path: str
+    angle: str
+    image_size: int
+    mode: str
+    margin: float
+    detector: str
+    align: bool
+
+
+def _work(job: Job) -> tuple[np.ndarray | None, str]:
+    detector = None
+    if job.mode == "detect":
+        if job.detector not in _DETECTORS:
+            _DETECTORS[job.detector] = make_detector(job.detector)
+        detector = _DETECTORS[job.detector]
     try:
-        return preprocess_file(path, image_size, angle=angle, mode=mode, margin=margin, detector=_DETECTOR)
+        return preprocess_file(
+            job.path,
+            job.image_size,
+            angle=job.angle,
+            mode=job.mode,
+            margin=job.margin,
+            detector=detector,
+            align=job.align,
+        )
     except UnreadableImage as err:
         return None, str(err)
 
 
-def _build(
-    root: Path, records: Sequence[KDEFRecord], image_size: int, mode: str, margin: float, workers: int
-) -> FaceArray:
-    jobs = [(str(root / r.path), r.name.angle, image_size, mode, margin) for r in records]
+def _init_worker() -> None:
+    """One thread per worker process: the processes already use every core."""
+    torch.set_num_threads(1)
+
+
+def _build(root: Path, records: Sequence[KDEFRecord], job: Job, workers: int) -> FaceArray:
+    jobs = [replace(job, path=str(root / r.path), angle=r.name.angle) for r in records]
     description = f"Preprocessing {len(jobs)} faces"
     if workers > 1 and len(jobs) >= _IN_PROCESS_BELOW:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
             results = list(track(pool.map(_work, jobs, chunksize=16), total=len(jobs), description=description))
     else:
         results = list(track(map(_work, jobs), total=len(jobs), description=description))
@@ -90,7 +127,7 @@ def _build(
             images.append(image)
             paths.append(record.path)
             methods.append(note)
-    stacked = np.stack(images) if images else np.empty((0, image_size, image_size), np.uint8)
+    stacked = np.stack(images) if images else np.empty((0, job.image_size, job.image_size), np.uint8)
     return FaceArray(stacked, paths, methods, failures)
 
 
@@ -125,12 +162,24 @@ def preprocess_records(
     image_size: int = 64,
     mode: str = "detect",
     margin: float = DEFAULT_MARGIN,
+    detector: str = LEGACY_FACE_DETECTOR,
+    align: bool = False,
     cache_dir: str | Path | None = None,
     workers: int | None = None,
 ) -> FaceArray:
-    """Faces for ``records`` (paths relative to ``root``), from the cache when it is valid."""
+    """Faces for ``records`` (paths relative to ``root``), from the cache when it is valid.
+
+    With ``mode="detect"``, ``detector`` (``cnn`` or ``haar``; the default is what configs written before
+    the choice existed used) finds the face and ``align`` levels the eyes (CNN landmarks).
+    """
     workers = workers or len(os.sched_getaffinity(0))
     params = {"image_size": image_size, "mode": mode, "margin": margin if mode == "detect" else None}
+    if mode == "detect":
+        check_choice("data.face_detector", detector, FACE_DETECTORS)
+        if detector == "cnn":
+            weights_dir()  # a missing weights package is reported here, before any worker starts
+        align = bool(align) and detector == "cnn"  # only the CNN gives the landmarks to align with
+        params.update(detector=detector, align=align)
     key = cache_key(root, records, params)
     path = Path(cache_dir) / f"kdef_{key[:24]}.npz" if cache_dir else None
     if path is not None and path.exists():
@@ -140,7 +189,8 @@ def preprocess_records(
             return faces
         except Exception as err:  # corrupt, truncated, or written by another version
             log.warning("Cache file %s cannot be trusted (%s); rebuilding it", path, err)
-    faces = _build(root, records, image_size, mode, margin, workers)
+    job = Job("", "S", image_size, mode, margin, detector, align)
+    faces = _build(root, records, job, workers)
     if path is not None:
         _save(path, key, faces)
         log.info("Wrote preprocessed faces to cache %s", path)

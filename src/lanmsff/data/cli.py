@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lanmsff.data.cache import preprocess_records
-from lanmsff.data.faces import DEFAULT_MARGIN, FACE_CROP_MODES
+from lanmsff.data.faces import DEFAULT_MARGIN, FACE_CROP_MODES, FACE_DETECTORS
 from lanmsff.data.kdef import index_kdef
 from lanmsff.data.kdef_names import ANGLES
 from lanmsff.data.splits import PAPER_WARNING, PROTOCOLS, SplitSpec, split_records
@@ -29,9 +29,11 @@ from lanmsff.errors import EXIT_USER_ERROR, UserError, check_choice
 from lanmsff.utils.progress import set_quiet
 
 
-def check(root: str, *, face_crop: str, cache_dir: str | None, as_json: bool) -> int:
+def check(root: str, *, face_crop: str, face_detector: str, cache_dir: str | None, as_json: bool) -> int:
     index = index_kdef(root)
-    faces = preprocess_records(index.root, index.records, mode=face_crop, margin=DEFAULT_MARGIN, cache_dir=cache_dir)
+    faces = preprocess_records(
+        index.root, index.records, mode=face_crop, margin=DEFAULT_MARGIN, detector=face_detector, cache_dir=cache_dir
+    )
     index.drop(faces.failures)
     report = {**index.report(), "face_crops": faces.crop_counts()}
     if as_json:
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     checker.add_argument("root", help="KDEF_and_AKDEF, its KDEF folder, or the folder holding it")
     checker.add_argument("--json", action="store_true", help="print one JSON object")
     checker.add_argument("--face-crop", choices=FACE_CROP_MODES, default="detect")
+    checker.add_argument("--face-detector", choices=FACE_DETECTORS, default="cnn", help="for --face-crop detect")
     checker.add_argument("--cache-dir", default=None, help="reuse/write the preprocessing cache here")
     splitter = commands.add_parser("splits", help="print the train/val/test assignment of a protocol")
     splitter.add_argument("root")
@@ -128,7 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_quiet()
     try:
         if args.command == "check":
-            return check(args.root, face_crop=args.face_crop, cache_dir=args.cache_dir, as_json=args.json)
+            return check(
+                args.root,
+                face_crop=args.face_crop,
+                face_detector=args.face_detector,
+                cache_dir=args.cache_dir,
+                as_json=args.json,
+            )
         return splits(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lanmsff.data.cache import preprocess_records
 from lanmsff.data.device_augment import augment_batch
-from lanmsff.data.faces import DEFAULT_MARGIN, normalise_crop_mode
+from lanmsff.data.faces import DEFAULT_MARGIN, FACE_DETECTORS, LEGACY_FACE_DETECTOR, normalise_crop_mode
 from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
 from lanmsff.data.splits import PAPER_WARNING, Split, SplitSpec, split_records
@@ -192,9 +192,12 @@ class KDEFDataModule(FERDataModule):
     Args:
         root: a KDEF copy: the folder holding ``KDEF_and_AKDEF``, that folder, or its ``KDEF`` folder.
         image_size: side of the square grayscale input.
-        face_crop: ``detect`` / ``true`` (Haar cascades, fixed per-angle box as fallback), ``box``
+        face_crop: ``detect`` / ``true`` (face detector, fixed per-angle box as fallback), ``box``
             (always the fixed box), ``none`` / ``false`` (whole image); see :mod:`lanmsff.data.faces`.
         face_margin: growth of a detected face box on every side, as a fraction of its side.
+        face_detector: ``cnn`` (MTCNN, landmarks) or ``haar`` (OpenCV cascades) for ``detect``; the
+            default is what configs written before this setting used (``conf/data/kdef.yaml``: cnn).
+        face_align: with ``detect`` and the CNN, rotate each face so that the eyes are level.
         cache_dir: where preprocessed faces are cached (``None`` = no cache).
         protocol, num_folds, fold, seed, val_fraction, train_angles, test_angles: the split, see
             :class:`lanmsff.data.splits.SplitSpec` (kept as :attr:`spec`).
@@ -214,6 +217,8 @@ class KDEFDataModule(FERDataModule):
         image_size: int = 64,
         face_crop: str | bool = "detect",
         face_margin: float = DEFAULT_MARGIN,
+        face_detector: str = LEGACY_FACE_DETECTOR,
+        face_align: bool = False,
         cache_dir: str | Path | None = None,
         protocol: str = "stratified",
         num_folds: int = 10,
@@ -238,6 +243,10 @@ class KDEFDataModule(FERDataModule):
         )
         self.root = Path(root)
         self.face_crop, self.face_margin = normalise_crop_mode(face_crop), face_margin
+        check_choice("data.face_detector", face_detector, FACE_DETECTORS)
+        self.face_detector, self.face_align = face_detector, bool(face_align)
+        if self.face_align and self.face_crop == "detect" and face_detector != "cnn":
+            raise ConfigError("data.face_align=true needs the landmarks of data.face_detector=cnn")
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.spec = SplitSpec(
             protocol=protocol,
@@ -276,6 +285,8 @@ class KDEFDataModule(FERDataModule):
             image_size=self.image_size,
             mode=self.face_crop,
             margin=self.face_margin,
+            detector=self.face_detector,
+            align=self.face_align,
             cache_dir=self.cache_dir,
         )
         index.drop(faces.failures)
@@ -289,7 +300,12 @@ class KDEFDataModule(FERDataModule):
             log.info("KDEF: %s used as %s", item["file"], item["as"])
         self.crop_counts = faces.crop_counts()
         if self.face_crop == "detect":
-            log.info("Face crops: %s (box = fallback when no face was detected)", self.crop_counts)
+            log.info(
+                "Face crops (%s detector%s): %s (box = fallback when no face was detected)",
+                self.face_detector,
+                ", aligned" if self.face_align else "",
+                self.crop_counts,
+            )
 
         def part(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             kept = [records[i] for i in indices if records[i].path not in faces.failures]

@@ -1,13 +1,19 @@
 """From photograph to network input: decode, find the face, crop, grayscale, resize.
 
-Face detection uses the Haar cascades shipped inside the OpenCV wheel (``cv2.data.haarcascades``):
-the frontal cascade and the profile cascade, the latter also on the mirrored image for faces turned
-the other way. Which is tried first depends on the KDEF angle (:data:`DETECTOR_ORDER`). The largest
-detection is expanded by ``margin`` (a fraction of its side, on every side) to a square; when
-nothing is found, a fixed per-angle box calibrated for KDEF's studio framing is used instead
-(:data:`KDEF_FACE_BOXES`), and the crop is counted as a fallback.
+Two face detectors (``data.face_detector``, :data:`FACE_DETECTORS`):
 
-Crop modes (``data.face_crop``): ``detect`` (cascades, fallback box), ``box`` (always the fixed
+* ``cnn``: MTCNN (:class:`lanmsff.data.detectors.MTCNNDetector`), boxes with five landmarks;
+* ``haar``: the Haar cascades shipped inside the OpenCV wheel (``cv2.data.haarcascades``), the
+  frontal cascade and the profile cascade, the latter also on the mirrored image for faces turned
+  the other way (:class:`FaceDetector`; no landmarks). On KDEF photos the cascade tried first depends
+  on the angle (:data:`DETECTOR_ORDER`).
+
+The largest detection is expanded by ``margin`` (a fraction of its side, on every side) to a square,
+rotated so that the eyes are level when alignment is on and the detector gave landmarks
+(:func:`face_square`); when nothing is found, a fixed per-angle box calibrated for KDEF's studio
+framing is used instead (:data:`KDEF_FACE_BOXES`), and the crop is counted as a fallback.
+
+Crop modes (``data.face_crop``): ``detect`` (detector, fallback box), ``box`` (always the fixed
 box), ``none`` (the whole image). ``true`` / ``false`` mean ``detect`` / ``none``.
 """
 
@@ -22,12 +28,19 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from lanmsff.data.detectors import Detection, MTCNNDetector, alignment_matrix, transform_points
 from lanmsff.errors import check_choice
 
 FACE_CROP_MODES = ("detect", "box", "none")
+FACE_DETECTORS = ("cnn", "haar")
+# What a stored config without data.face_detector / data.face_align was made with; conf/data/kdef.yaml
+# chooses cnn (measured: README, "Faces in the wild").
+LEGACY_FACE_DETECTOR = "haar"
 DEFAULT_MARGIN = 0.2
-DETECT_WIDTH = 128  # detection runs on an image this wide: KDEF faces fill ~half of the frame
+DETECT_WIDTH = 128  # Haar detection runs on an image this wide: KDEF faces fill ~half of the frame
+CNN_DETECT_WIDTH = 160  # CNN detection on KDEF photos runs on an image this wide (faces ~80 px)
 MIN_FACE = 0.25  # smallest face side searched for, as a fraction of the image width
+HAAR_METHODS = ("frontal", "profile", "profile_mirrored")
 
 KDEF_FRAME = (562, 762)
 _BOX_SIDE, _BOX_TOP = 320, 190
@@ -138,7 +151,7 @@ class FaceDetector:
     """Haar cascades of the OpenCV wheel; ``detect`` returns the largest face in pixel coordinates.
 
     Args:
-        detect_width: images are downscaled to this width for detection (speed).
+        detect_width: images are downscaled to this width for :meth:`detect` (speed).
         min_face: smallest face side searched for, as a fraction of the image width. The defaults
             suit KDEF's studio portraits (one large face); photos of groups need smaller values.
     """
@@ -151,19 +164,21 @@ class FaceDetector:
         if self.frontal.empty() or self.profile.empty():  # pragma: no cover - broken OpenCV install
             raise RuntimeError(f"cannot load the Haar cascades from {root}")
 
-    def _run(self, cascade: cv2.CascadeClassifier, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-        side = max(int(gray.shape[1] * self.min_face), 20)
+    def _run(
+        self, cascade: cv2.CascadeClassifier, gray: np.ndarray, side: int | None = None
+    ) -> list[tuple[int, int, int, int]]:
+        side = side or max(int(gray.shape[1] * self.min_face), 20)
         found = cascade.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=4, minSize=(side, side))
         return [tuple(int(v) for v in b) for b in found]
 
-    def detect_all(self, gray: np.ndarray, method: str) -> list[tuple[int, int, int, int]]:
-        """Boxes ``(x, y, w, h)`` found by one method on a (small) grayscale image."""
+    def detect_all(self, gray: np.ndarray, method: str, *, side: int | None = None) -> list[tuple[int, int, int, int]]:
+        """Boxes ``(x, y, w, h)`` found by one method on a (small) grayscale image (faces of ``side`` px and up)."""
         if method == "frontal":
-            return self._run(self.frontal, gray)
+            return self._run(self.frontal, gray, side)
         if method == "profile":
-            return self._run(self.profile, gray)
+            return self._run(self.profile, gray, side)
         width = gray.shape[1]
-        return [(width - x - w, y, w, h) for x, y, w, h in self._run(self.profile, cv2.flip(gray, 1))]
+        return [(width - x - w, y, w, h) for x, y, w, h in self._run(self.profile, cv2.flip(gray, 1), side)]
 
     def detect(self, gray: np.ndarray, order: Sequence[str]) -> tuple[tuple[int, int, int, int], str] | None:
         """The largest face found by the first method in ``order`` that finds one, scaled to ``gray``."""
@@ -175,6 +190,47 @@ class FaceDetector:
                 x, y, w, h = max(boxes, key=lambda b: b[2] * b[3])
                 return (round(x / scale), round(y / scale), round(w / scale), round(h / scale)), method
         return None
+
+    def detect_faces(self, image: np.ndarray, *, min_face: float | None = None) -> list[Detection]:
+        """Every face of ``image`` (gray or BGR, searched as it is): all three cascades, merged.
+
+        ``min_face`` is the smallest face side in pixels (default: ``min_face`` of the width, at least 20).
+        """
+        gray = to_gray(image)
+        side = None if min_face is None else max(int(min_face), 20)
+        found = [(box, method) for method in HAAR_METHODS for box in self.detect_all(gray, method, side=side)]
+        return [Detection(box, None, None, method) for box, method in merge_detections(found)]
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over the smaller box: 1 when one box lies inside the other."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / float(min(aw * ah, bw * bh))
+
+
+def merge_detections(found: Sequence[tuple[tuple[int, int, int, int], str]], overlap: float = 0.5) -> list:
+    """Keep one box per face: frontal detections first, then larger boxes; drop boxes that overlap a kept
+    one by more than ``overlap`` of the smaller box (a profile cascade often fires inside a frontal face)."""
+    order = sorted(found, key=lambda f: (HAAR_METHODS.index(f[1]), -f[0][2] * f[0][3]))
+    kept: list[tuple[tuple[int, int, int, int], str]] = []
+    for box, method in order:
+        if all(_overlap(box, other) <= overlap for other, _ in kept):
+            kept.append((box, method))
+    return sorted(kept, key=lambda f: (f[0][0], f[0][1]))
+
+
+def make_detector(name: str, *, key: str = "data.face_detector") -> FaceDetector | MTCNNDetector:
+    """The KDEF-preprocessing detector called ``name`` (:data:`FACE_DETECTORS`); ``key`` names the setting in errors."""
+    check_choice(key, name, FACE_DETECTORS)
+    return MTCNNDetector() if name == "cnn" else FaceDetector()
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """A gray or BGR uint8 image as gray."""
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
 def square_around(box: tuple[int, int, int, int], margin: float) -> tuple[int, int, int, int]:
@@ -196,6 +252,27 @@ def crop(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return gray[top + pad : bottom + pad, left + pad : right + pad]
 
 
+def face_square(
+    image: np.ndarray, box: tuple[int, int, int, int], margin: float, *, landmarks: np.ndarray | None = None
+) -> np.ndarray:
+    """The square around ``box`` grown by ``margin`` (:func:`square_around`), cut out of ``image``.
+
+    With ``landmarks`` (five points, eyes first) the face is rotated about the eye midpoint so that the
+    eyes are level (:func:`lanmsff.data.detectors.alignment_matrix`): the square, of the same side, is
+    centred on the box centre as the rotation moves it. The border is replicated where the square
+    leaves the image, as :func:`crop` does.
+    """
+    left, top, right, bottom = square_around(box, margin)
+    if landmarks is None:
+        return crop(image, (left, top, right, bottom))
+    matrix = alignment_matrix(landmarks)
+    x, y, w, h = box
+    centre = transform_points(matrix, [(x + w / 2, y + h / 2)])[0]
+    side = right - left
+    matrix[:, 2] -= centre - side / 2  # into the square's own coordinates
+    return cv2.warpAffine(image, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def fraction_box(shape: tuple[int, ...], box: Sequence[float]) -> tuple[int, int, int, int]:
     """A fractional ``(left, top, right, bottom)`` box in pixels of an image of ``shape``."""
     h, w = shape[:2]
@@ -203,17 +280,44 @@ def fraction_box(shape: tuple[int, ...], box: Sequence[float]) -> tuple[int, int
     return round(left * w), round(top * h), round(right * w), round(bottom * h)
 
 
+def find_face(image: np.ndarray, angle: str, detector: FaceDetector | MTCNNDetector) -> Detection | None:
+    """The largest face of a KDEF-framed photograph (gray, or BGR for the CNN), in its pixels.
+
+    The Haar cascades are tried in the angle's order (:data:`DETECTOR_ORDER`); the CNN searches a copy
+    :data:`CNN_DETECT_WIDTH` wide for faces of at least :data:`MIN_FACE` of the width.
+    """
+    if isinstance(detector, FaceDetector):
+        found = detector.detect(to_gray(image), DETECTOR_ORDER.get(angle, DETECTOR_ORDER["S"]))
+        return None if found is None else Detection(found[0], None, None, found[1])
+    scale = min(1.0, CNN_DETECT_WIDTH / image.shape[1])
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    faces = detector.detect_faces(small, min_face=MIN_FACE * small.shape[1])
+    best = max(faces, key=lambda d: d.box[2] * d.box[3], default=None)
+    return None if best is None else best.scaled(1 / scale)
+
+
 def face_crop(
-    gray: np.ndarray, angle: str, mode: str, *, detector: FaceDetector | None = None, margin: float = DEFAULT_MARGIN
+    image: np.ndarray,
+    angle: str,
+    mode: str,
+    *,
+    detector: FaceDetector | MTCNNDetector | None = None,
+    margin: float = DEFAULT_MARGIN,
+    align: bool = False,
 ) -> tuple[np.ndarray, str]:
-    """The face region of a KDEF-framed photograph and how it was found (frontal, profile, ..., box, none)."""
+    """The gray face region of a KDEF-framed photograph and how it was found (cnn, frontal, ..., box, none).
+
+    ``image`` is gray, or BGR (what the CNN detector prefers); ``detector`` defaults to the Haar cascades;
+    ``align`` levels the eyes when the detector gave landmarks.
+    """
+    gray = to_gray(image)
     if mode == "none":
         return gray, "none"
     if mode == "detect":
-        found = (detector or FaceDetector()).detect(gray, DETECTOR_ORDER.get(angle, DETECTOR_ORDER["S"]))
+        found = find_face(image, angle, detector or FaceDetector())
         if found is not None:
-            box, method = found
-            return crop(gray, square_around(box, margin)), method
+            landmarks = found.landmarks if align else None
+            return face_square(gray, found.box, margin, landmarks=landmarks), found.method
     return crop(gray, fraction_box(gray.shape, KDEF_FACE_BOXES.get(angle, KDEF_FACE_BOXES["S"]))), "box"
 
 
@@ -224,7 +328,8 @@ def preprocess_file(
     angle: str = "S",
     mode: str = "detect",
     margin: float = DEFAULT_MARGIN,
-    detector: FaceDetector | None = None,
+    detector: FaceDetector | MTCNNDetector | None = None,
+    align: bool = False,
 ) -> tuple[np.ndarray, str]:
     """One photograph as a ``(image_size, image_size)`` uint8 face and the crop method used.
 
@@ -234,7 +339,8 @@ def preprocess_file(
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise UnreadableImage(f"cannot be read ({err.strerror or err})") from None
-    gray = decode_gray(data, reduce=2 if image_size <= 128 else 1)
-    check_not_placeholder(gray)
-    face, method = face_crop(gray, angle, mode, detector=detector, margin=margin)
+    color = mode == "detect" and isinstance(detector, MTCNNDetector)
+    image = decode_image(data, color=color, reduce=2 if image_size <= 128 else 1)
+    check_not_placeholder(to_gray(image))
+    face, method = face_crop(image, angle, mode, detector=detector, margin=margin, align=align)
     return cv2.resize(face, (image_size, image_size), interpolation=cv2.INTER_AREA), method

@@ -1,0 +1,178 @@
+"""One prediction run over photos, videos and webcams: rows, outputs, annotated copies, counts and summary lines.
+
+Photos are done first (one progress bar over the files), then each video (a bar of its own:
+frames and frames/s). Every input is accounted for: a file with faces, a file without a face, or an
+unusable file with its reason. Outputs (atomic): ``predictions.csv`` and ``predictions.jsonl``
+(one row per face of a photo, one per face of an analysed video frame, one per problem), with
+``save_annotated`` copies in ``annotated/`` (``.jpg`` for photos, ``.mp4`` for videos), and per video
+``<name>_expressions.png``, each track's smoothed probabilities over time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pandas as pd
+
+from lanmsff.data.detectors import LANDMARK_NAMES
+from lanmsff.prediction.inputs import is_video
+from lanmsff.prediction.photos import NO_FACE, FileResult, Predictor, annotate, result_rows
+from lanmsff.prediction.video import VideoOptions, VideoResult, predict_video, summary_line
+from lanmsff.utils.io import atomic_write, atomic_write_bytes, atomic_write_text
+from lanmsff.utils.progress import track
+
+COUNT_KEYS = ("files_with_faces", "faces", "files_without_face", "unreadable")
+_INTEGER_COLUMNS = ("frame", "track", "face", "x", "y", "w", "h")
+_LEADING_COLUMNS = (
+    "file",
+    "frame",
+    "time_s",
+    "track",
+    "face",
+    "x",
+    "y",
+    "w",
+    "h",
+    "detector",
+    "score",
+    *(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"),
+    "expression",
+    "probability",
+)
+
+
+@dataclass
+class RunOptions:
+    """What a run writes besides the tables, and how videos are read (:class:`VideoOptions`)."""
+
+    save_annotated: bool = False
+    video: VideoOptions = field(default_factory=VideoOptions)
+
+
+class _Names:
+    """Unique output names per stem and suffix (``a.jpg``, ``a_2.jpg`` for a second ``a``)."""
+
+    def __init__(self) -> None:
+        self.used: Counter = Counter()
+
+    def __call__(self, path: str, suffix: str) -> str:
+        stem = Path(path).stem if not path.startswith("webcam:") else path.replace(":", "_")
+        self.used[stem, suffix] += 1
+        n = self.used[stem, suffix]
+        return f"{stem}{suffix}" if n == 1 else f"{stem}_{n}{suffix}"
+
+
+def ordered_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as a table: identity, box, landmarks and expression first; integers stay integers."""
+    table = pd.DataFrame(rows)
+    leading = [c for c in _LEADING_COLUMNS if c in table]
+    rest = [c for c in table if c not in leading and c != "problem"]
+    table = table[[*leading, *rest, *(["problem"] if "problem" in table else [])]]
+    for column in _INTEGER_COLUMNS:
+        if column in table:
+            table[column] = table[column].astype("Int64")  # integers, empty where a row has none
+    return table
+
+
+def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
+    """``predictions.csv`` and ``predictions.jsonl`` (atomic)."""
+    csv_path, jsonl_path = out_dir / "predictions.csv", out_dir / "predictions.jsonl"
+    table = ordered_table(rows)
+    atomic_write(csv_path, lambda f: table.to_csv(f, index=False), binary=False)
+    atomic_write_text(jsonl_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return {"csv": csv_path, "jsonl": jsonl_path}
+
+
+def _photo_outcome(result: FileResult) -> str:
+    if result.problem is None:
+        return "files_with_faces"
+    return "files_without_face" if result.problem == NO_FACE else "unreadable"
+
+
+def _video_outcome(result: VideoResult) -> str:
+    if result.unusable:
+        return "unreadable"
+    return "files_with_faces" if result.faces else "files_without_face"
+
+
+def video_rows(result: VideoResult) -> list[dict[str, Any]]:
+    """A video's face rows, then one row with its problem or, without a face, :data:`NO_FACE`."""
+    problem = result.problem or (None if result.faces else NO_FACE)
+    return result.rows + ([{"file": result.file, "frame": None, "problem": problem}] if problem else [])
+
+
+def predict_photos(
+    predictor: Predictor, files: Sequence[Path], out_dir: Path, *, save_annotated: bool, names: _Names
+) -> tuple[list[dict[str, Any]], Counter]:
+    """Rows and outcome counts of the photos; annotated copies written as they are done."""
+    rows: list[dict[str, Any]] = []
+    counts: Counter = Counter()
+    for path in track(files, total=len(files), description="Predicting"):
+        result, image = predictor.predict_file(path)
+        rows += result_rows(result, predictor.class_names)
+        counts[_photo_outcome(result)] += 1
+        counts["faces"] += len(result.faces)
+        if save_annotated and image is not None and result.faces:
+            ok, jpeg = cv2.imencode(".jpg", annotate(image, result.faces, predictor.class_names))
+            if ok:
+                atomic_write_bytes(out_dir / "annotated" / names(result.file, ".jpg"), jpeg.tobytes())
+    return rows, counts
+
+
+def predict_inputs(
+    predictor: Predictor,
+    files: Sequence[Path],
+    out_dir: Path,
+    *,
+    webcams: Sequence[int] = (),
+    options: RunOptions | None = None,
+    report: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Predict every photo, video and webcam, write the outputs, and return the counts.
+
+    ``report`` gets the summary line of each video when it is done (``print``: standard output).
+    """
+    options = options or RunOptions()
+    names = _Names()
+    photos = [p for p in files if not is_video(p)]
+    rows, counts = predict_photos(predictor, photos, out_dir, save_annotated=options.save_annotated, names=names)
+    videos = []
+    for source in [*[p for p in files if is_video(p)], *webcams]:
+        name = f"webcam:{source}" if isinstance(source, int) else str(source)
+        annotated = out_dir / "annotated" / names(name, ".mp4") if options.save_annotated else None
+        video_options = replace(options.video, annotated=annotated, plot=out_dir / names(name, "_expressions.png"))
+        result = predict_video(predictor, source, video_options)
+        rows += video_rows(result)
+        counts[_video_outcome(result)] += 1
+        counts["faces"] += result.faces
+        report(summary_line(result, predictor.class_names, stride=options.video.stride))
+        videos.append(_video_summary(result, predictor.class_names))
+    paths = write_outputs(rows, out_dir)
+    total = len(files) + len(webcams)
+    summary = {"files": total, **{k: counts[k] for k in COUNT_KEYS}, **{k: str(v) for k, v in paths.items()}}
+    return {**summary, "videos": videos} if videos else summary
+
+
+def _video_summary(result: VideoResult, class_names: Sequence[str]) -> dict[str, Any]:
+    """What ``summary.json`` keeps of a video."""
+    tracks = {}
+    for t in result.tracks:
+        best, share = t.dominant()
+        tracks[str(t.id)] = {"frames": t.frames, "dominant": class_names[best], "share": round(share, 4)}
+    return {
+        "file": result.file,
+        "frames_read": result.frames_read,
+        "frames_with_faces": result.frames_with_faces,
+        "faces": result.faces,
+        "tracks": tracks,
+        "problem": result.problem,
+        "frames_per_s": round(result.frames_read / result.seconds, 2) if result.seconds else None,
+        "annotated": None if result.annotated is None else str(result.annotated),
+        "plot": None if result.plot is None else str(result.plot),
+    }

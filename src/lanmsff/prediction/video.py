@@ -1,0 +1,323 @@
+"""Faces in videos and webcam streams: decode with OpenCV, detect, track, smooth, and write what was seen.
+
+Frames are decoded with OpenCV's FFmpeg backend (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm``
+and whatever else it reads) or read from a webcam. Every ``stride``-th frame is searched for faces
+and classified (:class:`lanmsff.prediction.photos.Predictor`); :class:`~lanmsff.prediction.tracking.IoUTracker`
+keeps each face's identity and smooths its probabilities. One row per (analysed frame, face): time in
+seconds (``frame / fps``; for a webcam the time since its first frame), frame index, track id, box,
+landmarks, probabilities, smoothed probabilities and the smoothed expression.
+
+A file that cannot be used gets a reason, never an exception: zero bytes, not a video (or an
+unknown container), no decodable frame (an unsupported codec), a webcam that does not open; a file
+whose decoding stops before the frame count its header declares (truncated or damaged) keeps the
+frames read and says at which frame decoding stopped. A video without a face gives no rows and no
+error. Nothing here is timed in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lanmsff.errors import ConfigError
+from lanmsff.plots import save_figure, track_probabilities_figure
+from lanmsff.prediction.photos import Face, Predictor, draw_face, face_columns, face_label, probability_columns
+from lanmsff.prediction.tracking import IoUTracker, Track, check_smooth
+from lanmsff.utils.io import atomic_write
+from lanmsff.utils.progress import track as progress_bar
+
+log = logging.getLogger(__name__)
+DEFAULT_FPS = 30.0  # when a file or camera does not say
+_MISSING_FRAMES_TOLERATED = 2  # declared frame counts of some containers are estimates
+
+
+class VideoProblem(Exception):
+    """A video that cannot be used at all; the message is the reason reported to the user."""
+
+
+class VideoReader:
+    """The frames of a video file or a webcam, and what stopped the decoding.
+
+    Iterating yields ``(frame index, time in seconds, BGR frame)``; afterwards :attr:`frames_read`
+    counts them and :attr:`problem` says why decoding stopped early (``None`` when it did not).
+    Raises :class:`VideoProblem` when nothing can be opened.
+    """
+
+    def __init__(self, source: str | Path | int, *, max_frames: int | None = None) -> None:
+        self.webcam = isinstance(source, int)
+        self.name = f"webcam:{source}" if self.webcam else str(source)
+        self.max_frames = max_frames
+        self.capture = _open_webcam(source) if isinstance(source, int) else _open_file(Path(source))
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+        count = self.capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.declared_frames = int(count) if not self.webcam and count and np.isfinite(count) and count > 0 else None
+        self.frames_read = 0
+        self.problem: str | None = None
+
+    @property
+    def expected_frames(self) -> int | None:
+        """How many frames the iteration should give (for the progress bar), when known."""
+        limits = [n for n in (self.declared_frames, self.max_frames) if n is not None]
+        return min(limits) if limits else None
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        start = time.monotonic()
+        try:
+            while self.max_frames is None or self.frames_read < self.max_frames:
+                ok, frame = self.capture.read()
+                if not ok or frame is None:
+                    self.problem = self._stop_reason()
+                    return
+                now = time.monotonic() - start if self.webcam else self.frames_read / self.fps
+                index, self.frames_read = self.frames_read, self.frames_read + 1
+                yield index, now, frame
+        finally:
+            self.capture.release()
+
+    def _stop_reason(self) -> str | None:
+        """Why the frames ended at :attr:`frames_read`, or ``None`` when that was the end of the file."""
+        if self.frames_read == 0:
+            if self.webcam:
+                return f"{self.name} opened but delivered no frame"
+            return "no frame could be decoded (an unsupported codec, or a damaged file)"
+        if self.webcam:
+            return f"{self.name} stopped delivering frames after frame {self.frames_read - 1}"
+        if self.declared_frames and self.frames_read < self.declared_frames - _MISSING_FRAMES_TOLERATED:
+            return (
+                f"decoding stopped at frame {self.frames_read} of the {self.declared_frames} its header declares "
+                f"(truncated or damaged file); the {self.frames_read} frames before it are kept"
+            )
+        return None
+
+
+def container_of(head: bytes) -> str | None:
+    """The video container that the first bytes of a file announce (``None``: none known)."""
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if head[4:8] == b"ftyp":
+        return "MP4/MOV"
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "QuickTime"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM"
+    if head[:4] == b"OggS":
+        return "Ogg"
+    return None
+
+
+def _open_file(path: Path) -> cv2.VideoCapture:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise VideoProblem(f"cannot be read ({err.strerror or err})") from None
+    if not head:
+        raise VideoProblem("zero-byte file")
+    backend = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+    capture = cv2.VideoCapture(str(path), backend)
+    if capture.isOpened():
+        return capture
+    container = container_of(head)
+    if container is None:
+        raise VideoProblem("not a video (OpenCV cannot open it, and it starts with no known video container header)")
+    raise VideoProblem(
+        f"an {container} file that OpenCV cannot open: an unsupported codec, or a damaged or truncated file "
+        "(an MP4 or MOV cut short loses its index)"
+    )
+
+
+def _open_webcam(index: int) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        raise VideoProblem(f"webcam {index} could not be opened (no camera with that index, or it is in use)")
+    return capture
+
+
+class AnnotatedVideo:
+    """An MP4 written frame by frame next to its final name, then moved there atomically by :meth:`close`."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = path, fps
+        self._tmp_dir = Path(tempfile.mkdtemp(prefix=".annotating-", dir=path.parent))
+        self._tmp = self._tmp_dir / path.name
+        self._writer: cv2.VideoWriter | None = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            height, width = frame.shape[:2]
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise VideoProblem(f"cannot write the annotated video {self.path} (no MP4 encoder in this OpenCV)")
+        self._writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> Path | None:
+        """Finish the file and put it in place; ``None`` when no frame was written."""
+        try:
+            if self._writer is None:
+                return None
+            self._writer.release()
+            with open(self._tmp, "rb") as source:
+                atomic_write(self.path, lambda f: shutil.copyfileobj(source, f, 1 << 20))
+            return self.path
+        finally:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+
+
+@dataclass
+class VideoResult:
+    """What one video gave: rows, counts, tracks, and the reason decoding stopped early (if it did)."""
+
+    file: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    frames_read: int = 0
+    frames_with_faces: int = 0
+    tracks: list[Track] = field(default_factory=list)
+    problem: str | None = None
+    seconds: float = 0.0
+    annotated: Path | None = None
+    plot: Path | None = None
+
+    @property
+    def faces(self) -> int:
+        return len(self.rows)
+
+    @property
+    def unusable(self) -> bool:
+        """Nothing could be read at all."""
+        return self.frames_read == 0 and self.problem is not None
+
+
+def video_row(
+    file: str, frame: int, time_s: float, face: Face, track: Track, class_names: Sequence[str]
+) -> dict[str, Any]:
+    """The output row of one face in one frame: raw and smoothed probabilities, the smoothed expression."""
+    smoothed = track.smoothed if track.smoothed is not None else face.probs
+    best = int(np.argmax(smoothed))
+    return {
+        "file": file,
+        "frame": frame,
+        "time_s": round(time_s, 4),
+        "track": track.id,
+        **face_columns(face, class_names),
+        "expression": class_names[best],
+        "probability": round(float(smoothed[best]), 6),
+        **probability_columns("smoothed_", smoothed, class_names),
+        "problem": None,
+    }
+
+
+@dataclass
+class VideoOptions:
+    """How videos are read: analyse every ``stride``-th frame, smoothing weight, frame limit, outputs."""
+
+    stride: int = 1
+    smooth: float = 0.6
+    max_frames: int | None = None
+    annotated: Path | None = None  # the annotated MP4 to write (None: none)
+    plot: Path | None = None  # the PNG of each track's probabilities over time (None: none)
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ConfigError(f"stride={self.stride} must be at least 1 (1: every frame)")
+        check_smooth(self.smooth)
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"max_frames={self.max_frames} must be at least 1 (null: no limit)")
+
+
+def predict_video(predictor: Predictor, source: str | Path | int, options: VideoOptions) -> VideoResult:
+    """Read, track and classify one video (a path or a webcam index); problems are reported, not raised."""
+    name = f"webcam:{source}" if isinstance(source, int) else str(source)
+    start = time.perf_counter()
+    try:
+        reader = VideoReader(source, max_frames=options.max_frames)
+    except VideoProblem as err:
+        return VideoResult(name, problem=str(err))
+    result = VideoResult(reader.name)
+    tracker = IoUTracker(smooth=options.smooth)
+    series: dict[int, tuple[list[float], list[np.ndarray]]] = defaultdict(lambda: ([], []))
+    writer = AnnotatedVideo(options.annotated, reader.fps) if options.annotated else None
+    shown: list[tuple[Face, Track, np.ndarray]] = []
+    label = f"{Path(reader.name).name}: frames"
+    frames = progress_bar(iter(reader), total=reader.expected_frames, description=label, rate="frames")
+    try:
+        for index, time_s, frame in frames:
+            if index % options.stride == 0:
+                shown = _analyse(predictor, tracker, result, series, index, time_s, frame)
+            if writer is not None:
+                writer.write(_annotated_frame(frame, shown, predictor.class_names))
+    except KeyboardInterrupt:
+        if not reader.webcam:
+            raise
+        log.info("%s: stopped with Ctrl+C after %d frames", reader.name, reader.frames_read)
+    finally:
+        result.annotated = writer.close() if writer is not None else None
+    result.frames_read, result.problem = reader.frames_read, reader.problem
+    result.tracks, result.seconds = tracker.tracks, time.perf_counter() - start
+    if options.plot is not None and series:
+        figure = track_probabilities_figure(series, predictor.class_names, title=Path(reader.name).name)
+        result.plot = save_figure(figure, options.plot)
+    return result
+
+
+def _analyse(
+    predictor: Predictor,
+    tracker: IoUTracker,
+    result: VideoResult,
+    series: dict[int, tuple[list[float], list[np.ndarray]]],
+    index: int,
+    time_s: float,
+    frame: np.ndarray,
+) -> list[tuple[Face, Track, np.ndarray]]:
+    """Detect, classify and track the faces of one frame; add its rows. Returns what to draw."""
+    faces = predictor.faces(frame)
+    tracks = tracker.update([f.box for f in faces], np.array([f.probs for f in faces]), time_s)
+    result.frames_with_faces += bool(faces)
+    shown = []
+    for face, track in zip(faces, tracks, strict=True):
+        result.rows.append(video_row(result.file, index, time_s, face, track, predictor.class_names))
+        times, values = series[track.id]
+        times.append(time_s)
+        values.append(track.smoothed)
+        shown.append((face, track, track.smoothed))
+    return shown
+
+
+def _annotated_frame(
+    frame: np.ndarray, shown: Sequence[tuple[Face, Track, np.ndarray]], class_names: Sequence[str]
+) -> np.ndarray:
+    """A copy of ``frame`` with the box, track id and smoothed expression of the faces last analysed."""
+    out = frame.copy()
+    for face, track, smoothed in shown:
+        draw_face(out, face, f"#{track.id} {face_label(smoothed, class_names)}")
+    return out
+
+
+def summary_line(result: VideoResult, class_names: Sequence[str], *, stride: int = 1) -> str:
+    """One line about a video: frames read, frames with faces, tracks with their dominant expression."""
+    name = Path(result.file).name if not result.file.startswith("webcam:") else result.file
+    if result.unusable:
+        return f"{name}: {result.problem}"
+    analysed = f" (1 in {stride} analysed)" if stride > 1 else ""
+    tracks = [f"{t.id}: {class_names[t.dominant()[0]]} {t.dominant()[1]:.0%}" for t in result.tracks[:10]]
+    more = f", +{len(result.tracks) - 10} more" if len(result.tracks) > 10 else ""
+    listed = f" ({'; '.join(tracks)}{more})" if tracks else ""
+    noun = "track" if len(result.tracks) == 1 else "tracks"
+    rate = result.frames_read / result.seconds if result.seconds > 0 else 0.0
+    line = (
+        f"{name}: {result.frames_read} frames read{analysed}, {result.frames_with_faces} with faces, "
+        f"{len(result.tracks)} {noun}{listed}; {rate:.1f} frames/s"
+    )
+    return f"{line}; {result.problem}" if result.problem else line

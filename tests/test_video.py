@@ -1,0 +1,272 @@
+"""Video input: clips made here from a real photo (scikit-image's astronaut, public domain), tracking,
+smoothing, the annotated MP4, bad files, and predict.py on a folder mixing photos and videos.
+
+The clips are small (160x120, 10 frames/s) so that a random-weight network and the CNN detector go
+through them in seconds; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lanmsff.errors import ConfigError
+from lanmsff.inference import optimize
+from lanmsff.models.lanmsff import LANMSFF
+from lanmsff.prediction import (
+    IoUTracker,
+    Predictor,
+    VideoOptions,
+    VideoReader,
+    find_inputs,
+    is_video,
+    predict_video,
+    webcam_index,
+)
+from lanmsff.prediction.tracking import ema
+
+from .conftest import run_script
+
+EXPRESSIONS = ["afraid", "angry", "disgusted", "happy", "neutral", "sad", "surprised"]
+FPS, SIZE, FRAMES = 10, (160, 120), 60
+
+
+def clip_frames(frames: int = FRAMES, *, face_until: int | None = None) -> list[np.ndarray]:
+    """The astronaut (face ~45 px) panned and rotated, with a jitter of a pixel or two; blank after ``face_until``."""
+    from skimage import data
+
+    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (256, 256), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(frames):
+        if face_until is not None and i >= face_until:
+            out.append(np.full((SIZE[1], SIZE[0], 3), (60 + i, 90, 120), np.uint8))
+            continue
+        matrix = cv2.getRotationMatrix2D((112, 58), 12 * np.sin(i / 6), 1.0)
+        matrix[:, 2] += (80 - 112 + 20 * np.sin(i / 10) + rng.normal(0, 1.5), 60 - 58 + rng.normal(0, 1.5))
+        out.append(cv2.warpAffine(photo, matrix, SIZE, borderMode=cv2.BORDER_REPLICATE))
+    return out
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fourcc: str = "mp4v") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, SIZE)
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def decoded_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    avi = write_clip(folder / "panned.avi", clip_frames(), "MJPG")
+    data = avi.read_bytes()
+    truncated = folder / "truncated.avi"
+    truncated.write_bytes(data[: len(data) // 2])
+    mp4 = write_clip(folder / "panned.mp4", clip_frames())
+    cut_mp4 = folder / "cut.mp4"
+    cut_mp4.write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 2])  # loses its index (moov atom)
+    codec = folder / "codec.avi"
+    codec.write_bytes(data.replace(b"MJPG", b"ZZZZ"))  # a container whose codec no decoder knows
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mov").write_text("not a video\n" * 20)
+    return {
+        "mp4": mp4,
+        "avi": avi,
+        "truncated": truncated,
+        "cut_mp4": cut_mp4,
+        "codec": codec,
+        "empty": folder / "empty.mp4",
+        "text": folder / "notes.mov",
+        "half": write_clip(folder / "half.mp4", clip_frames(face_until=FRAMES // 2)),
+    }
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    """A random-weight network: the pipeline runs the same, the probabilities mean nothing."""
+    torch.manual_seed(0)
+    net = LANMSFF(num_classes=7, widths=[12, 12, 12, 12]).eval()
+    return Predictor(optimize(net, precision="fp32"), EXPRESSIONS, 64)
+
+
+@pytest.fixture(scope="module")
+def panned(predictor: Predictor, clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("panned_out")
+    options = VideoOptions(annotated=out / "annotated.mp4", plot=out / "expressions.png")
+    return {"result": predict_video(predictor, clips["mp4"], options), "out": out}
+
+
+def test_one_track_with_a_row_per_frame_and_the_right_times(panned: dict) -> None:
+    result = panned["result"]
+    assert result.problem is None and result.frames_read == FRAMES == result.frames_with_faces
+    rows = pd.DataFrame(result.rows)
+    assert len(rows) == FRAMES and rows.frame.tolist() == list(range(FRAMES))
+    assert np.allclose(rows.time_s, rows.frame / FPS) and rows.time_s.iloc[-1] == pytest.approx(5.9)
+    assert set(rows.track) == {1} and len(result.tracks) == 1 and result.tracks[0].frames == FRAMES
+    assert (rows.detector == "cnn").all() and rows.left_eye_x.notna().all()
+    assert np.allclose(rows[[f"p_{e}" for e in EXPRESSIONS]].sum(axis=1), 1, atol=1e-4)
+    assert set(rows.expression) <= set(EXPRESSIONS)
+
+
+def test_the_annotated_mp4_has_every_frame_and_the_plot_exists(panned: dict) -> None:
+    result = panned["result"]
+    assert result.annotated == panned["out"] / "annotated.mp4" and decoded_frames(result.annotated) == FRAMES
+    assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(panned["out"].glob(".annotating-*"))  # the temporary file is gone
+
+
+def test_smoothing_reduces_the_frame_to_frame_change(panned: dict, predictor: Predictor, clips: dict) -> None:
+    rows = pd.DataFrame(panned["result"].rows)
+    raw = rows[[f"p_{e}" for e in EXPRESSIONS]].to_numpy()
+    smoothed = rows[[f"smoothed_{e}" for e in EXPRESSIONS]].to_numpy()
+    change = np.abs(np.diff(raw, axis=0)).sum(axis=1).mean()
+    assert np.abs(np.diff(smoothed, axis=0)).sum(axis=1).mean() < 0.7 * change
+    none = pd.DataFrame(predict_video(predictor, clips["avi"], VideoOptions(smooth=0, max_frames=8)).rows)
+    assert np.allclose(none[[f"smoothed_{e}" for e in EXPRESSIONS]], none[[f"p_{e}" for e in EXPRESSIONS]])
+
+
+def test_frames_without_a_face_give_no_rows(predictor: Predictor, clips: dict) -> None:
+    result = predict_video(predictor, clips["half"], VideoOptions())
+    assert result.problem is None and result.frames_read == FRAMES and result.frames_with_faces == FRAMES // 2
+    assert sorted({row["frame"] for row in result.rows}) == list(range(FRAMES // 2))
+
+
+def test_stride_analyses_every_nth_frame_and_still_annotates_all(
+    predictor: Predictor, clips: dict, tmp_path: Path
+) -> None:
+    result = predict_video(predictor, clips["avi"], VideoOptions(stride=5, annotated=tmp_path / "a.mp4"))
+    assert [row["frame"] for row in result.rows] == list(range(0, FRAMES, 5))
+    assert len(result.tracks) == 1 and decoded_frames(tmp_path / "a.mp4") == FRAMES
+
+
+def test_a_truncated_file_says_where_decoding_stopped(predictor: Predictor, clips: dict) -> None:
+    reader = VideoReader(clips["truncated"])
+    frames = sum(1 for _ in reader)
+    assert 10 < frames < FRAMES and reader.frames_read == frames
+    assert f"decoding stopped at frame {frames} of the {FRAMES} its header declares" in reader.problem
+    result = predict_video(predictor, clips["truncated"], VideoOptions())
+    assert result.frames_read == frames and len(result.rows) == frames  # what was read is kept
+    assert result.problem == reader.problem and not result.unusable
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("empty", "zero-byte file"),
+        ("text", "not a video"),
+        ("cut_mp4", "an MP4/MOV file that OpenCV cannot open"),
+        ("codec", "an AVI file that OpenCV cannot open: an unsupported codec"),
+    ],
+)
+def test_bad_videos_get_a_reason(predictor: Predictor, clips: dict, name: str, reason: str) -> None:
+    result = predict_video(predictor, clips[name], VideoOptions())
+    assert result.unusable and reason in result.problem and result.rows == []
+
+
+def test_a_webcam_that_does_not_open_gets_a_reason(predictor: Predictor) -> None:
+    result = predict_video(predictor, 57, VideoOptions())
+    assert result.unusable and result.file == "webcam:57" and "webcam 57 could not be opened" in result.problem
+
+
+def test_tracker_keeps_identities_and_ends_lost_tracks() -> None:
+    tracker = IoUTracker(smooth=0.5, max_gap_s=0.5)
+    probs = np.array([[1.0, 0.0], [0.0, 1.0]])
+    for step in range(5):  # two faces moving right, listed in either order
+        boxes = [(10 + 4 * step, 10, 40, 40), (200 + 4 * step, 10, 40, 40)]
+        order = [1, 0] if step % 2 else [0, 1]
+        tracks = tracker.update([boxes[i] for i in order], probs[order], step * 0.1)
+        assert [t.id for t in tracks] == [[1, 2][i] for i in order]
+    assert [t.id for t in tracker.update([(500, 300, 40, 40)], probs[:1], 0.5)] == [3]  # somewhere else: new
+    assert [t.id for t in tracker.update([(30, 10, 40, 40)], probs[:1], 1.2)] == [4]  # track 1 ended (0.8 s gap)
+    first = tracker.tracks[0]
+    assert first.frames == 5 and first.dominant() == (0, 1.0)
+    with pytest.raises(ConfigError, match="smooth=1"):
+        IoUTracker(smooth=1)
+
+
+def test_moving_average() -> None:
+    first = ema(None, np.array([1.0, 0.0]), 0.6)
+    assert np.allclose(first, [1, 0]) and np.allclose(ema(first, np.array([0.0, 1.0]), 0.6), [0.6, 0.4])
+    assert np.allclose(ema(first, np.array([0.0, 1.0]), 0.0), [0, 1])
+
+
+def test_inputs_mix_images_videos_and_a_webcam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a.jpg", "b.MP4", "c.webm", "d.mkv", "e.mov", "f.avi", "g.png"):
+        (tmp_path / name).write_bytes(b"x")
+    files = find_inputs(tmp_path)
+    assert [p.name for p in files if is_video(p)] == ["b.MP4", "c.webm", "d.mkv", "e.mov", "f.avi"]
+    monkeypatch.chdir(tmp_path)
+    assert webcam_index(0) == 0 and webcam_index("1") == 1 and webcam_index("b.MP4") is None
+    (tmp_path / "2").write_bytes(b"x")  # a file called 2 is a file
+    assert webcam_index("2") is None and webcam_index(True) is None and webcam_index(-1) is None
+
+
+# ----------------------------------------------------------------------------- predict.py
+@pytest.mark.slow
+def test_predict_py_on_a_folder_of_photos_and_videos(trained_checkpoint: Path, clips: dict, tmp_path: Path) -> None:
+    from skimage import data
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "astronaut.jpg"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    for name in ("mp4", "truncated", "half", "empty", "codec"):
+        (folder / clips[name].name).write_bytes(clips[name].read_bytes())
+    out = tmp_path / "out"
+    args = (f"ckpt_path={trained_checkpoint}", f"input={folder}", f"output={out}", "save_annotated=true")
+    result = run_script("predict.py", *args, cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 6, lines  # one per video, then the counts
+    by_video = {line.split(":")[0]: line for line in lines[:-1]}
+    assert f"{FRAMES} frames read, {FRAMES} with faces, 1 track (1: " in by_video["panned.mp4"]
+    assert "decoding stopped at frame" in by_video["truncated.avi"]
+    assert "zero-byte file" in by_video["empty.mp4"] and "unsupported codec" in by_video["codec.avi"]
+    assert lines[-1].startswith("6 files: 4 with faces") and "0 without a face, 2 unusable" in lines[-1]
+    table = pd.read_csv(out / "predictions.csv")
+    video = table[table.file.str.endswith("panned.mp4")]
+    assert len(video) == FRAMES and video.track.eq(1).all() and np.allclose(video.time_s, video.frame / FPS)
+    assert table[table.file.str.endswith("astronaut.jpg")].frame.isna().all()
+    assert decoded_frames(out / "annotated" / "panned.mp4") == FRAMES and (out / "annotated" / "astronaut.jpg").exists()
+    assert (out / "panned_expressions.png").exists() and (out / "half_expressions.png").exists()
+    lines_json = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert sum(1 for row in lines_json if row["file"].endswith("panned.mp4")) == FRAMES
+
+
+@pytest.mark.slow
+def test_predict_py_webcam_that_does_not_open(trained_checkpoint: Path, tmp_path: Path) -> None:
+    result = run_script("predict.py", f"ckpt_path={trained_checkpoint}", "input=57", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    camera, counts = result.stdout.splitlines()
+    assert camera == "webcam:57: webcam 57 could not be opened (no camera with that index, or it is in use)"
+    assert counts.startswith("1 files: 0 with faces") and "no face was classified" in result.stderr
+
+
+@pytest.mark.slow
+def test_predict_py_video_settings_are_checked(trained_checkpoint: Path, clips: dict, tmp_path: Path) -> None:
+    settings = {
+        "stride=0": "stride=0 must be at least 1",
+        "smooth=1.5": "smooth=1.5 must be in [0, 1)",
+        "tta=rotate": "tta='rotate' is not valid",
+        "detector=dlib": "detector='dlib' is not valid; allowed values: 'cnn', 'haar'",
+        "min_face=0.05": "min_face=0.05 is in pixels",
+    }
+    for setting, message in settings.items():
+        args = (f"ckpt_path={trained_checkpoint}", f"input={clips['mp4']}", setting)
+        result = run_script("predict.py", *args, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, setting
