@@ -136,6 +136,7 @@ def test_a_kdef_checkpoint_is_tested_on_ferplus_over_the_shared_classes(paper_ru
     mapping = summary["class_mapping"]
     assert mapping["unmapped_data_classes"] == ["contempt"] and mapping["left_out_images"] == 3
     assert mapping["images"] == 9 and len(mapping["shared"]) == 7
+    assert len(summary["data"]["fingerprint"]) == 64  # of the two CSV files as read
     predictions = pd.read_csv(path.parent / "predictions.csv")
     assert len(predictions) == 9 and "contempt" not in set(predictions["label"])
     accuracy = (predictions["label"] == predictions["predicted"]).mean()

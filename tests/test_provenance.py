@@ -83,6 +83,7 @@ def test_a_run_records_the_checkout_it_runs_in(repo: Path) -> None:
     assert summary["provenance"]["randomness"] == {"seed": 42, "deterministic": True}
     assert "data.identities=2" in summary["provenance"]["command"]["overrides"]
     assert summary["provenance"]["machine"]["precision"] in ("32-true", "bf16-mixed")
+    assert len(summary["data"]["fingerprint"]) == 64 and len(summary["data"]["test_hash"]) == 64
     [ckpt] = path.parent.glob("checkpoints/epoch_*.ckpt")
     import torch
 
@@ -137,3 +138,40 @@ def test_runs_scored_on_other_test_images_are_not_paired(tmp_path: Path) -> None
     reasons = {(x.variant, x.fold): x.reason for x in stats.left_out}
     assert "other test images (test_hash differs)" in reasons[("other", 2)]
     assert "(corrected t-test, 2 folds" in stats.verdicts[0]
+
+
+# ---------------------------------------------------------------------------------------------- the data
+def _kdef(root: Path, **kwargs: object) -> dict:
+    from lanmsff.data.datamodule import KDEFDataModule
+
+    datamodule = KDEFDataModule(root, face_crop="box", protocol="subject", num_folds=2, **kwargs)
+    datamodule.setup()
+    return datamodule.describe()
+
+
+def test_the_data_fingerprint_follows_the_files_not_their_order(tiny_tree: Path, tmp_path: Path) -> None:
+    import random
+    import shutil
+
+    from lanmsff.data.cache import cache_key
+    from lanmsff.data.kdef import index_kdef
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_tree, copy, copy_function=shutil.copy2)  # same names, sizes and times
+    index = index_kdef(copy)
+    params = {"image_size": 64}
+    key = cache_key(index.root, index.records, params)
+    shuffled = list(index.records)
+    random.Random(0).shuffle(shuffled)
+    assert cache_key(index.root, shuffled, params) == key  # listing order does not matter
+    assert _kdef(copy)["fingerprint"] == _kdef(tiny_tree)["fingerprint"]
+    first = index.root / index.records[0].path
+    first.write_bytes(first.read_bytes() + b"\0")  # one image changes
+    assert cache_key(index.root, index.records, params) != key
+    assert _kdef(copy)["fingerprint"] != _kdef(tiny_tree)["fingerprint"]
+
+
+def test_the_test_assignment_hash_names_the_test_people(tiny_tree: Path) -> None:
+    fold0 = _kdef(tiny_tree, fold=0, seed=1)["test_hash"]
+    assert _kdef(tiny_tree, fold=0, seed=1)["test_hash"] == fold0  # same fold and seed: same test people
+    assert _kdef(tiny_tree, fold=1, seed=1)["test_hash"] != fold0

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ class FaceArray:
     paths: list[str]
     methods: list[str]
     failures: dict[str, str]
+    key: str = ""  # the cache key: a fingerprint of the dataset as used (files and preprocessing)
 
     def rows(self, paths: Sequence[str]) -> np.ndarray:
         """Row indices of ``paths`` in :attr:`images`."""
@@ -62,9 +64,12 @@ class FaceArray:
 
 
 def cache_key(root: Path, records: Sequence[KDEFRecord], params: dict) -> str:
-    """Hash of the inputs (path, size, mtime of every file) and the preprocessing parameters."""
+    """Hash of the inputs (path, size, mtime of every file, in path order) and the preprocessing parameters.
+
+    It is also the dataset's fingerprint in a run's record (``summary.json``: ``data.fingerprint``).
+    """
     digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "params": params}, sort_keys=True).encode())
-    for record in records:
+    for record in sorted(records, key=lambda r: r.path):  # the order files were listed in does not matter
         stat = (root / record.path).stat()
         digest.update(f"{record.path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
@@ -186,12 +191,24 @@ def preprocess_records(
         try:
             faces = _load(path, key, image_size)
             log.info("Loaded %d preprocessed faces from cache %s", len(faces.paths), path)
+            faces.key = key
             return faces
         except Exception as err:  # corrupt, truncated, or written by another version
             log.warning("Cache file %s cannot be trusted (%s); rebuilding it", path, err)
     job = Job("", "S", image_size, mode, margin, detector, align)
     faces = _build(root, records, job, workers)
+    faces.key = key
     if path is not None:
         _save(path, key, faces)
         log.info("Wrote preprocessed faces to cache %s", path)
     return faces
+
+
+def files_fingerprint(paths: Sequence[str | Path], params: dict[str, Any]) -> str:
+    """A fingerprint of data read from whole files (FER-2013's CSVs): name, size and mtime of each, and the
+    settings that change what is read from them."""
+    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "params": params}, sort_keys=True).encode())
+    for path in sorted(Path(p) for p in paths):
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()

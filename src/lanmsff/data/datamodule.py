@@ -23,7 +23,7 @@ from lanmsff.data.device_augment import augment_batch
 from lanmsff.data.faces import DEFAULT_MARGIN, FACE_DETECTORS, LEGACY_FACE_DETECTOR, normalise_crop_mode
 from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
-from lanmsff.data.splits import PAPER_WARNING, Split, SplitSpec, split_records
+from lanmsff.data.splits import PAPER_WARNING, Split, SplitSpec, assignment_hash, split_records
 from lanmsff.data.synthetic import generate
 from lanmsff.data.transforms import check_augment, offline_expand, train_transform
 from lanmsff.errors import ConfigError, check_choice
@@ -109,6 +109,7 @@ class FERDataModule(pl.LightningDataModule):
         self.data_val: FaceDataset | None = None
         self.data_test: FaceDataset | None = None
         self.test_files: list[str] = []
+        self.fingerprint: str | None = None  # of the dataset as used: set by setup()
 
     @property
     def num_classes(self) -> int:
@@ -177,6 +178,8 @@ class FERDataModule(pl.LightningDataModule):
         """Sizes of the splits, for logs and ``summary.json``."""
         return {
             "dataset": self.dataset,
+            "fingerprint": self.fingerprint,
+            "test_hash": assignment_hash(self.test_files) if self.test_files else None,
             "train_images": getattr(self, "train_images", None),
             "train": len(self.data_train or ()),
             "val": len(self.data_val or ()),
@@ -299,6 +302,7 @@ class KDEFDataModule(FERDataModule):
         for item in index.renamed:
             log.info("KDEF: %s used as %s", item["file"], item["as"])
         self.crop_counts = faces.crop_counts()
+        self.fingerprint = faces.key
         if self.face_crop == "detect":
             log.info(
                 "Face crops (%s detector%s): %s (box = fallback when no face was detected)",

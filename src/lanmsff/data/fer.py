@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import torch
 
+from lanmsff.data.cache import files_fingerprint
 from lanmsff.data.datamodule import FaceDataset, FERDataModule
 from lanmsff.errors import ConfigError, UserError, check_choice
 from lanmsff.utils.progress import track
@@ -430,6 +431,11 @@ class _FERCSVDataModule(FERDataModule):
         parts = [(faces[usages == k], labels[usages == k], groups[usages == k]) for k in range(len(USAGES))]
         self._set_datasets(*parts)
         self.test_files = [ids[i] for i in np.flatnonzero(usages == USAGES.index("PrivateTest"))]
+        self.fingerprint = files_fingerprint(self.sources, self.fingerprint_params())
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """The settings that change the data read from the CSV files."""
+        return {"image_size": self.image_size, "dataset": self.dataset}
 
     def describe(self) -> dict[str, Any]:
         """Split sizes plus the source files and the counts of skipped rows."""
@@ -548,6 +554,9 @@ class FERPlusDataModule(_FERCSVDataModule):
         self.train_targets = np.repeat(targets, len(self.data_train) // len(targets), axis=0)
         if self.label_mode == "probability":
             self.data_train = DrawnLabelDataset(self.data_train, self.train_targets)
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        return {**super().fingerprint_params(), "label_mode": self.label_mode}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "label_mode": self.label_mode}

@@ -15,6 +15,7 @@ seed, never on the order in which files were listed.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
@@ -180,3 +181,8 @@ def split_records(index: KDEFIndex, spec: SplitSpec, angles: Sequence[str] | Non
     if not kept:
         raise ConfigError(f"no usable KDEF images under {index.root} for data.angles={list(angles or [])}")
     return kept, make_split([r.name for r in kept], spec)
+
+
+def assignment_hash(files: Sequence[str]) -> str:
+    """A hash of which files a split holds (their sorted names): equal for two runs tested on the same people."""
+    return hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
