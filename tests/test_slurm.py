@@ -392,11 +392,15 @@ def test_optuna_trials_run_in_parallel_array_tasks(workdir: Path, launcher: list
 
 
 def _cancel(run_folder: Path) -> dict:
-    """``scancel`` the run's job; once SLURM has it CANCELLED its summary.json must be there."""
+    """``scancel`` the run's job: SLURM has it CANCELLED, and the run writes its summary.json before
+    KillWait (30 s) ends in SIGKILL. SLURM shows CANCELLED as soon as it sends SIGTERM, so the summary
+    is waited for, up to KillWait and a little."""
     job = _wait(lambda: _slurm_ids(run_folder.parent).get(0), "the job id")
     _run("scancel", job)
     assert _wait_state(job, {"CANCELLED"}) == "CANCELLED"
-    assert (run_folder / "summary.json").is_file(), sorted(p.name for p in run_folder.iterdir())
+    summary = run_folder / "summary.json"
+    present = sorted(p.name for p in run_folder.iterdir())
+    _wait(summary.is_file, f"summary.json in {run_folder} (present after CANCELLED: {present})", 40)
     return _summary(run_folder)
 
 

@@ -73,6 +73,15 @@ def test_a_smaller_tree_replaces_a_larger_one_in_the_same_folder(tmp_path: Path)
     assert len(index_kdef(tmp_path).records) == 70  # not 140: the second person's files are gone
 
 
+def test_jobs_that_ask_for_the_same_tree_at_once_all_get_it_whole(tmp_path: Path) -> None:
+    """The jobs of a sweep start together on one data.root: one draws the tree, none fails or clears it."""
+    script = "import sys; from lanmsff.data.synthetic import generate; generate(sys.argv[1], identities=3, workers=1)"
+    jobs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stderr=subprocess.PIPE) for _ in range(3)]
+    errors = [job.communicate()[1].decode() for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0, 0], errors
+    assert len(index_kdef(tmp_path).records) == 3 * 70
+
+
 def test_a_folder_that_the_generator_did_not_write_is_never_touched(tmp_path: Path) -> None:
     from lanmsff.data.synthetic import kdef_dir
     from lanmsff.errors import UserError

@@ -44,9 +44,9 @@ cancel_jobs() {
     step "jobs: cancelling $jobs"
     # shellcheck disable=SC2086  # one word per job id
     scancel $jobs 2>/dev/null || true
-    # KillWait (10 s) between SIGTERM and SIGKILL, then the epilog
+    # KillWait (30 s) between SIGTERM and SIGKILL, then the epilog
     # shellcheck disable=SC2016  # expanded by wait_for
-    wait_for '[[ -z "$(squeue -h -o %A 2>/dev/null)" ]]' 40 || step "jobs: still listed after 40 s: $(squeue -h -o %A | tr '\n' ' ')"
+    wait_for '[[ -z "$(squeue -h -o %A 2>/dev/null)" ]]' 60 || step "jobs: still listed after 60 s: $(squeue -h -o %A | tr '\n' ' ')"
   fi
   # shellcheck disable=SC2016  # expanded by wait_for
   wait_for '[[ -z "$(our_stepds)" ]]' 20 || true

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from filelock import FileLock
 
 from lanmsff.data.kdef_names import (
     ANGLE_DEGREES,
@@ -517,7 +518,8 @@ def generate(
     """Write a synthetic KDEF tree under ``out`` unless an identical one is already there.
 
     Returns the ``KDEF_and_AKDEF`` folder. The manifest ``SYNTHETIC.json`` is written last, so an
-    interrupted generation is redone on the next call.
+    interrupted generation is redone on the next call. Processes that ask for the same tree at once
+    (the jobs of a sweep) take turns on a lock file beside it: one draws, the others find it done.
     """
     names = synthetic_names(identities)
     root = Path(out) / "KDEF_and_AKDEF"
@@ -525,6 +527,17 @@ def generate(
     spec = {"generator_version": GENERATOR_VERSION, "identities": identities, "seed": seed, "images": len(names)}
     if not force and _read_manifest(manifest) == spec:
         return root
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with FileLock(Path(out) / ".KDEF_and_AKDEF.lock"):
+        if not force and _read_manifest(manifest) == spec:  # another process drew it while we waited
+            return root
+        _draw(names, out, manifest, spec, seed=seed, workers=workers)
+    return root
+
+
+def _draw(
+    names: list[KDEFName], out: str | Path, manifest: Path, spec: dict, *, seed: int, workers: int | None
+) -> None:
     images = kdef_dir(out)
     _clear_generated_tree(images, manifest)
     images.mkdir(parents=True, exist_ok=True)
@@ -540,7 +553,6 @@ def generate(
         for job in track(jobs, total=len(jobs), description=description):
             _write_one(job)
     atomic_write_text(manifest, json.dumps(spec, indent=2))
-    return root
 
 
 def main(argv: list[str] | None = None) -> int:
