@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-fast lint format bench clean
+.PHONY: install train test test-fast lint format bench bench-peer clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,24 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-## bench: speed of the inference/training paths, the data path and preprocessing (writes bench/results.json)
+## bench: speed of the inference/training paths, the data path and preprocessing (writes bench/results.json);
+## measures the authors' TensorFlow model in the same run when .venv-peer exists (make bench-peer)
 bench: $(STAMP)
 	$(BIN)/python -m lanmsff.bench --with-preprocess
+
+# The TensorFlow peer lives in a venv of its own: TensorFlow is never a dependency of the project.
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
+PEER_PACKAGES := tensorflow-cpu==2.21.0 keras==3.15.1 'numpy>=1.26,<3'
+
+$(PEER_STAMP):
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet $(PEER_PACKAGES)
+	touch $(PEER_STAMP)
+
+## bench-peer: create .venv-peer (TensorFlow-CPU 2.21, Keras 3) and run make bench with the peer
+bench-peer: $(STAMP) $(PEER_STAMP)
+	$(BIN)/python -m lanmsff.bench --with-preprocess --peer-python $(PEER_VENV)/bin/python
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

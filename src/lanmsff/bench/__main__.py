@@ -16,7 +16,15 @@ model of the same run:
 * bf16 top-1 agreement with fp32 of a briefly trained LANMSFF;
 * the cached in-memory training loader with online augmentation (0 and 2 workers);
 * the same baseline and best variants again after :func:`lanmsff.inference.tune_glibc_malloc`
-  (last, since it changes the process for good).
+  (last, since it changes the process for good);
+* ours against the authors' Keras/TensorFlow model (:mod:`lanmsff.bench.versus`): TF runs in a
+  subprocess of ``.venv-peer/bin/python`` (``make bench-peer``; ``--peer-python``), measured
+  interleaved with our ``optimize`` and default training step in the same run, with the same thread
+  count, and our step through the demo's Lightning loop at batch 32 (:mod:`lanmsff.bench.lightning_loop`).
+  Without the peer (or with ``--quick``, unless ``--peer``) our side is measured alone and the
+  results say ``peer skipped: ...``.
+
+``--device cuda`` measures the GPU path instead (:mod:`lanmsff.bench.gpu`).
 
 Results go to ``--out`` (``bench/results.json``), written atomically, and a summary is printed.
 """
@@ -25,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +52,7 @@ from rich.table import Table
 
 from lanmsff.bench import models as bm
 from lanmsff.bench.models import BASELINE, MODEL_NAMES, Settings
+from lanmsff.bench.peer import PeerError, find_peer_python
 from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.runtime.hardware import cpu_description, cpu_has_native_bf16, tune_glibc_malloc
 from lanmsff.utils.io import atomic_write_json
@@ -76,6 +87,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None, type=Path, help="synthetic faces (default: data/bench_faces)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
     parser.add_argument("--with-preprocess", action="store_true", help="also time KDEF preprocessing (slow)")
+    parser.add_argument("--peer", action="store_true", help="measure the TensorFlow peer also with --quick")
+    parser.add_argument("--no-peer", action="store_true", help="do not measure the TensorFlow peer")
+    parser.add_argument(
+        "--peer-python", default=None, help="python of a venv with tensorflow-cpu (default: .venv-peer/bin/python)"
+    )
+    parser.add_argument("--rounds", default=None, type=int, help="interleaved rounds against TF (default: 3; 1 quick)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu, or cuda: the GPU path")
     parser.add_argument(
         "--emulated-bf16",
         action="store_true",
@@ -128,7 +146,21 @@ def machine(s: Settings) -> dict[str, Any]:
         "onnxruntime": ort_version,
         "python": platform.python_version(),
         "load_average_start": [round(v, 2) for v in os.getloadavg()],
+        "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
     }
+
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MKL_NUM_THREADS")
+BUSY = (
+    "the machine was busy (load average {load:.1f} on {cores} cores): torch's OpenMP threads spin-wait for "
+    "each other and lose far more than TensorFlow's thread pool when cores are shared, so these ratios "
+    "understate ours; compare on an idle machine"
+)
+
+
+def busy_warning(load: float, cores: int) -> str | None:
+    """A warning when the run shared its cores (1-minute load above the core count)."""
+    return BUSY.format(load=load, cores=cores) if load > cores + 0.5 else None
 
 
 def load_faces(data_dir: Path, identities: int, s: Settings) -> Faces:
@@ -209,6 +241,49 @@ def lanmsff_short_run(s: Settings) -> torch.nn.Module:
     return LANMSFF(num_classes=s.num_classes, in_channels=s.in_channels, image_size=s.image_size, bn_momentum=0.1)
 
 
+def lightning_run(data_dir: Path, identities: int, s: Settings) -> functools.partial:
+    """One timed run of the demo's Lightning loop at batch 32 on the bench's faces."""
+    from lanmsff.bench.lightning_loop import lightning_steps
+
+    steps, warmup = (4, 2) if s.quick else (20, 3)
+    return functools.partial(lightning_steps, data_dir, identities, steps=steps, warmup=warmup)
+
+
+def peer_python(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """The peer's python, or None and why it is skipped."""
+    if args.no_peer:
+        return None, "--no-peer"
+    if args.quick and not args.peer and not args.peer_python:
+        return None, "--quick (add --peer to measure TensorFlow)"
+    return find_peer_python(args.peer_python)
+
+
+def versus_phase(args: argparse.Namespace, s: Settings, data_dir: Path, identities: int) -> dict[str, Any]:
+    """Ours vs the authors' TF (interleaved rounds), after the allocator tuning that train.py applies."""
+    from lanmsff.bench.versus import run_versus
+
+    allocator_tuned = tune_glibc_malloc()
+    load_start = os.getloadavg()[0]
+    python, where = peer_python(args)
+    rounds = args.rounds or (1 if s.quick else 3)
+    common = dict(device=torch.device("cpu"), rounds=rounds, lightning=lightning_run(data_dir, identities, s))
+    log = Path(tempfile.mkdtemp(prefix="lanmsff-peer-")) / "tensorflow.log"  # TF's own log, kept for failures
+    skipped = None if python else f"peer skipped: {where}"
+    try:
+        result = run_versus(python, s, log=log, **common)
+    except PeerError as err:
+        skipped = f"peer skipped: the TensorFlow peer ({python}) failed: {err}"
+        result = run_versus(None, s, log=None, **common)
+    result.update(allocator_tuned=allocator_tuned, peer_python=str(python) if python and not skipped else None)
+    result["peer_log"] = str(log) if python else None
+    result["load_average_1min"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    if warning := busy_warning(max(result["load_average_1min"]), s.threads):
+        result["busy_warning"] = warning
+    if skipped:
+        result["peer_skipped"] = skipped
+    return result
+
+
 def data_path(faces: Faces, s: Settings) -> dict[str, Any]:
     return {f"num_workers={w}": bm.bench_data_path(faces.uint8, s, workers=w) for w in (0, 2)}
 
@@ -279,6 +354,10 @@ def _target(target: float, default: float | None, candidates: dict[str, float]) 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     s = settings_from(args)
     names = model_names(args)
+    if args.device == "cuda":
+        from lanmsff.bench.gpu import require_cuda
+
+        require_cuda()
     torch.set_num_threads(s.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
     console = Console(stderr=True)
@@ -287,15 +366,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     phases: dict[str, float] = {}
 
     @contextlib.contextmanager
-    def phase(name: str) -> Iterator[None]:
+    def phase(name: str, status: bool = True) -> Iterator[None]:
         start = time.perf_counter()
-        with console.status(name):
+        with console.status(name) if status else contextlib.nullcontext():
             yield
         phases[name] = round(time.perf_counter() - start, 1)
 
     data_dir = args.data_dir or Path(os.environ.get("LANMSFF_ROOT", ".")) / "data" / "bench_faces"
+    identities = 4 if s.quick else 8
     with phase("synthetic faces"):
-        faces = load_faces(data_dir, 4 if s.quick else 8, s)
+        faces = load_faces(data_dir, identities, s)
+    if args.device == "cuda":
+        run_cuda(results, faces, data_dir, identities, s, phase)
+        results.update(phase_seconds=phases, seconds=round(time.perf_counter() - started, 1))
+        return results
     compile_ = not args.no_compile and not s.quick
     for index, name in enumerate(names):
         with phase(f"model {name}"):
@@ -314,6 +398,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["targets"] = evaluate_targets(results)
         with phase("tuned allocator"):
             results["tuned_allocator"] = tuned_allocator(results["models"]["lanmsff"], s)
+    console.print("versus TF: ours and the authors' TensorFlow, interleaved (the demo's Lightning loop shows its bar)")
+    with phase("versus TF", status=False):  # Lightning's progress bar is part of what is measured
+        results["versus_tf"] = versus_phase(args, s, data_dir, identities)
+    if "peer_skipped" in results["versus_tf"]:
+        results.setdefault("skipped", {})["peer"] = results["versus_tf"]["peer_skipped"]
+        console.print(results["versus_tf"]["peer_skipped"])
     if args.with_preprocess:
         from lanmsff.bench.preprocess import run as run_preprocess
 
@@ -322,6 +412,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["phase_seconds"] = phases
     results["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     results["seconds"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def run_cuda(
+    results: dict[str, Any], faces: Faces, data_dir: Path, identities: int, s: Settings, phase: Callable
+) -> dict[str, Any]:
+    """``--device cuda``: the GPU path (:mod:`lanmsff.bench.gpu`) and the CPU loader's rate."""
+    from lanmsff.bench.gpu import run_gpu
+
+    results["skipped"] = {"peer": "peer skipped: --device cuda (the peer is TensorFlow-CPU)"}
+    with phase("gpu", status=False):
+        results["gpu"] = run_gpu(s, data_dir, identities)
+    with phase("data path"):
+        results["data_path"] = data_path(faces, s)
+    results["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     return results
 
 
@@ -342,13 +447,19 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     )
     for reason in results.get("skipped", {}).values():
         console.print(reason)
+    if "gpu" in results:
+        from lanmsff.bench.gpu import print_gpu
+
+        print_gpu(results["gpu"], console)
     for name, r in results["models"].items():
         _print_model(name, r, results, console)
-    _print_summary(results, console)
+    if results["models"]:
+        _print_summary(results, console)
     for key, printer in (
         ("bf16_agreement", _print_agreement),
         ("data_path", _print_data),
         ("tuned_allocator", _print_allocator),
+        ("versus_tf", _print_versus),
         ("targets", _print_targets),
         ("preprocess", _print_preprocess),
     ):
@@ -441,6 +552,42 @@ def _print_allocator(t: dict[str, Any], console: Console) -> None:
             versus_default = f"{row['ratio_vs_default_allocator_baseline']:.2f}x"
             table.add_row(part, label, _fmt(row["images_per_s"]), f"{row['ratio']:.2f}x", versus_default)
     console.print(table)
+
+
+def _print_versus(v: dict[str, Any], console: Console) -> None:
+    threads = ", ".join(f"{k} {n}" for k, n in v["threads"].items())
+    peer = v.get("peer")
+    who = f"TensorFlow {peer['tensorflow']}, Keras {peer['keras']}" if peer else "TF not measured"
+    table = Table(title=f"LANMSFF vs the authors' Keras/TF model ({who}), same run, {v['rounds']} interleaved rounds")
+    for column in ("path", "batch", "images/s", "ours / TF", "per round (min-max)", "round spread", "cores busy"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    ratios = v.get("ratios", {})
+    for label, row in v["rows"].items():
+        busy = [c for c in row.get("cpu_per_wall", []) if c is not None]
+        table.add_row(
+            label,
+            str(row["batch"]),
+            _fmt(row["images_per_s"]),
+            f"{ratios[label]:.2f}x" if label in ratios else "",
+            _paired(ratios.get("paired", {}).get(label)),
+            f"{100 * row['round_spread']:.1f}%",
+            f"{sum(busy) / len(busy):.2f}" if busy else "-",
+        )
+    lightning = v.get("lightning")
+    table.caption = f"threads: {threads}; allocator tuned: {v.get('allocator_tuned')}" + (
+        f"; Lightning loop: {100 * lightning['inside_step_fraction']:.1f}% of each step inside training_step hooks, "
+        f"{lightning['precision']}, progress bar {lightning['progress_bar']}"
+        if lightning
+        else ""
+    )
+    console.print(table)
+    for key in ("peer_skipped", "busy_warning"):
+        if key in v:
+            console.print(v[key])
+
+
+def _paired(p: dict[str, float] | None) -> str:
+    return f"{p['median']:.2f}x ({p['min']:.2f}-{p['max']:.2f})" if p else ""
 
 
 def _print_targets(targets: dict[str, Any], console: Console) -> None:

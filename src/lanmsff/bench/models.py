@@ -11,7 +11,7 @@ Besides speed, this module holds the numerical checks behind the choice of train
   training step in float64 from the very tensors the step used, which exposes kernels that
   return wrong gradients. On the CPUs we measured (AVX-512 BF16, with and without AMX; torch 2.14.1) the
   ``jit_bf16`` backward-weights kernel is wrong for *dilated* convolutions in channels-last
-  layout at 32x32 and larger (NaN, inf or errors from 20% to 1e38); LANMSFF's L path (dilation 2) hits it.
+  layout at 32x32 and larger (NaN, inf or huge relative errors); LANMSFF's L path (dilation 2) hits it.
 * :class:`lanmsff.training.bf16_guard.NCHWWeightGradConv2d` keeps such convolutions in bf16
   channels-last for the forward pass and the input gradient, and computes only their weight
   gradient in NCHW layout, where the kernel is right (the training default uses it).
