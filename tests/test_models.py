@@ -48,6 +48,35 @@ def test_pwfs_hand_computed() -> None:
     assert pwfs(y).shape == (2, 22, 5, 5)
 
 
+def test_pwfs_gradient_is_that_of_max_plus_median() -> None:
+    """pwfs computes (sum - min) / 2; its gradient is that of the defining (max + median) / 2, in float64."""
+    y = torch.randn(3, 30, 6, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 10, 6, 6, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((pwfs(y) * weights).sum(), y)
+    groups = torch.stack(y.chunk(3, dim=1))
+    defining = 0.5 * (groups.max(0).values + groups.median(0).values)
+    (reference,) = torch.autograd.grad((defining * weights).sum(), y)
+    torch.testing.assert_close(ours, reference)
+
+
+def test_dropout_drops_at_rate_p_keeps_the_mean_and_the_memory_format() -> None:
+    from lanmsff.models.blocks import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(64, 24, 16, 16).to(memory_format=torch.channels_last).requires_grad_()
+    drop = Dropout(0.4).train()
+    out = drop(x)
+    dropped = (out == 0).double().mean().item()
+    assert abs(dropped - 0.4) < 0.005  # 393,216 draws: the standard error is 0.0008
+    assert torch.allclose(out[out != 0], torch.tensor(1 / 0.6))  # inverted dropout, as Keras
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    out.sum().backward()
+    assert torch.equal(x.grad, (out != 0) / 0.6)  # gradient flows through the kept units only
+    bf16 = drop(torch.ones(8, 4, 4, 4, dtype=torch.bfloat16))
+    assert bf16.dtype == torch.bfloat16
+    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+
+
 def test_massatt_maps_in_unit_range_and_shapes_kept() -> None:
     att = MassAtt(72).eval()
     x = torch.randn(2, 72, 32, 32) * 3

@@ -18,6 +18,7 @@ from lanmsff.models.blocks import (
     BN_MOMENTUM,
     SELECTION_MODES,
     ConvBN,
+    Dropout,
     FeatureSelection,
     MassAtt,
     TwoPathBlock,
@@ -38,7 +39,7 @@ class ConvBlock(nn.Sequential):
             ConvBN(width, width, relu=False),
             nn.MaxPool2d(2),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
 
 
@@ -52,7 +53,7 @@ class AttentionBlock(nn.Sequential):
             ConvBN(width, width, kernel_size=1, relu=False),
             nn.MaxPool2d(2),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
 
 
