@@ -581,9 +581,8 @@ def _print_versus(v: dict[str, Any], console: Console) -> None:
         else ""
     )
     console.print(table)
-    for key in ("peer_skipped", "busy_warning"):
-        if key in v:
-            console.print(v[key])
+    if "busy_warning" in v:  # (a skipped peer is among the skipped reasons print_results shows first)
+        console.print(v["busy_warning"])
 
 
 def _paired(p: dict[str, float] | None) -> str:

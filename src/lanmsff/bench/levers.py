@@ -95,11 +95,7 @@ def worker(name: str, batch: int, seconds: float, threads: int) -> dict[str, Any
     y = torch.randint(0, 7, (batch,), generator=generator)
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
-            loss = torch.nn.functional.cross_entropy(run_net(x.contiguous(memory_format=torch.channels_last)), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        bm.train_step(run_net, optimizer, variant, x, y)
 
     timing = time_calls(step, seconds, warmup=3 if lever.get("compile") else 2)
     return {

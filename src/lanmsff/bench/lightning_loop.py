@@ -88,16 +88,14 @@ def lightning_steps(
     """Images/s of the demo's Lightning training loop over ``steps`` steps after ``warmup`` steps."""
     from pytorch_lightning.loggers import CSVLogger
 
-    from lanmsff.tasks.common import apply_trainer_precision
+    from lanmsff.tasks.common import apply_trainer_precision, build_datamodule
     from lanmsff.tasks.train import build_module
     from lanmsff.utils.config import instantiate, instantiate_callbacks
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = demo_config(data_root, identities, Path(tmp), overrides)
         apply_trainer_precision(cfg)
-        datamodule = instantiate(cfg.data, _convert_="all")
-        datamodule.prepare_data()
-        datamodule.setup("fit")
+        datamodule = build_datamodule(cfg.data)
         module = build_module(cfg, datamodule)
         timer = StepTimer()
         callbacks = [c for c in instantiate_callbacks(cfg.get("callbacks")) if type(c).__name__ not in DEMO_DROP]

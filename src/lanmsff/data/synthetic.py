@@ -523,27 +523,24 @@ def generate(
     """
     names = synthetic_names(identities)
     root = Path(out) / "KDEF_and_AKDEF"
-    manifest = root / MANIFEST
     spec = {"generator_version": GENERATOR_VERSION, "identities": identities, "seed": seed, "images": len(names)}
-    if not force and _read_manifest(manifest) == spec:
-        return root
+    if not force and _read_manifest(root / MANIFEST) == spec:
+        return root  # the usual case, without the lock
     Path(out).mkdir(parents=True, exist_ok=True)
     with FileLock(Path(out) / ".KDEF_and_AKDEF.lock"):
-        if not force and _read_manifest(manifest) == spec:  # another process drew it while we waited
-            return root
-        _draw(names, out, manifest, spec, seed=seed, workers=workers)
+        if force or _read_manifest(root / MANIFEST) != spec:  # not drawn by another process meanwhile
+            _draw(out, names, spec, workers=workers)
     return root
 
 
-def _draw(
-    names: list[KDEFName], out: str | Path, manifest: Path, spec: dict, *, seed: int, workers: int | None
-) -> None:
+def _draw(out: str | Path, names: list[KDEFName], spec: dict, *, workers: int | None) -> None:
     images = kdef_dir(out)
+    manifest = images.parent / MANIFEST
     _clear_generated_tree(images, manifest)
     images.mkdir(parents=True, exist_ok=True)
     atomic_write_text(manifest, json.dumps({**spec, "complete": False}, indent=2))  # ours, while it is written
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
-    jobs = [(n, str(images), seed) for n in names]
+    jobs = [(n, str(images), spec["seed"]) for n in names]
     description = f"Drawing {len(names)} synthetic KDEF faces"
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:

@@ -17,6 +17,7 @@ error. Nothing here is timed in tests.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -33,7 +34,6 @@ from lanmsff.errors import ConfigError
 from lanmsff.plots import save_figure, track_probabilities_figure
 from lanmsff.prediction.photos import Face, Predictor, draw_face, face_columns, face_label, probability_columns
 from lanmsff.prediction.tracking import IoUTracker, Track, check_smooth
-from lanmsff.utils.io import atomic_write
 from lanmsff.utils.progress import track as progress_bar
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,6 @@ class AnnotatedVideo:
         self._tmp_dir = Path(tempfile.mkdtemp(prefix=".annotating-", dir=path.parent))
         self._tmp = self._tmp_dir / path.name
         self._writer: cv2.VideoWriter | None = None
-        self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
@@ -161,7 +160,6 @@ class AnnotatedVideo:
             if not self._writer.isOpened():
                 raise VideoProblem(f"cannot write the annotated video {self.path} (no MP4 encoder in this OpenCV)")
         self._writer.write(frame)
-        self.frames += 1
 
     def close(self) -> Path | None:
         """Finish the file and put it in place; ``None`` when no frame was written."""
@@ -169,8 +167,7 @@ class AnnotatedVideo:
             if self._writer is None:
                 return None
             self._writer.release()
-            with open(self._tmp, "rb") as source:
-                atomic_write(self.path, lambda f: shutil.copyfileobj(source, f, 1 << 20))
+            os.replace(self._tmp, self.path)  # same folder: a rename puts the finished file in place
             return self.path
         finally:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)

@@ -93,13 +93,7 @@ def predict_with_tta(module: FERModule, loader: Any, mode: str) -> dict[str, tor
     test-time augmentation ``mode`` (:mod:`lanmsff.inference.tta`); ``logits`` are their logarithms."""
     if mode == "none":
         return module.predict_loader(loader)
-    module.eval()
-    parts = []
-    for x, y, g in loader:
-        probs = tta_probabilities(module, x.to(module.device), mode)
-        parts.append((probs.clamp_min(1e-12).log().cpu(), y.cpu(), g.cpu()))
-    logits, targets, groups = (torch.cat(column) for column in zip(*parts, strict=True))
-    return {"logits": logits, "targets": targets, "groups": groups}
+    return module.predict_loader(loader, lambda x: tta_probabilities(module, x, mode).clamp_min(1e-12).log())
 
 
 def test_on_dataset(module: FERModule, datamodule: FERDataModule, *, prefix: str, tta: str = "none") -> DatasetTest:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -195,11 +195,17 @@ class FERModule(pl.LightningModule):
         }
 
     @torch.no_grad()
-    def predict_loader(self, loader: Iterable[Sequence[torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Logits, targets and groups of every batch of ``loader`` (eval mode, on this module's device)."""
+    def predict_loader(
+        self,
+        loader: Iterable[Sequence[torch.Tensor]],
+        forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Logits, targets and groups of every batch of ``loader`` (eval mode, on this module's device);
+        ``forward`` maps a batch to its logits (default: the module itself)."""
+        forward = forward or self
         was_training = self.training
         self.eval()
-        parts = [(self(x.to(self.device)).float().cpu(), y.cpu(), g.cpu()) for x, y, g in loader]
+        parts = [(forward(x.to(self.device)).float().cpu(), y.cpu(), g.cpu()) for x, y, g in loader]
         self.train(was_training)
         logits, targets, groups = (torch.cat(column) for column in zip(*parts, strict=True))
         return {"logits": logits, "targets": targets, "groups": groups}
