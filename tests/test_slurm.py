@@ -206,6 +206,16 @@ def _wait_state(job: str, states: set[str], timeout: float = 120) -> str:
     return _wait(done, f"job {job} in {sorted(states)}", timeout=timeout)
 
 
+# the states a job ends in; submitit returns once a job has written its result, which can be a few
+# seconds before SLURM's accounting moves the job from RUNNING to one of these
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED"}
+
+
+def _final_state(job: str) -> str:
+    """The state ``job`` ends in, once SLURM's accounting has it."""
+    return _wait_state(job, FINAL_STATES, timeout=120)
+
+
 def _summary(folder: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())
 
@@ -234,7 +244,7 @@ def test_ablation_sweep_is_one_array_job_and_failures_stay_in_their_job(workdir:
     ids = _slurm_ids(multirun)
     assert sorted(ids) == list(range(6)) and len({job.split("_")[0] for job in ids.values()}) == 1, ids
     # the jobs catch the bad setting themselves, so SLURM sees every task succeed
-    states = {job: _sacct(job, "State")[0]["State"] for job in ids.values()}
+    states = {job: _final_state(job) for job in ids.values()}
     assert set(states.values()) == {"COMPLETED"}, states
 
     runs = {(r["variant"], r["fold"]): r for r in _summaries(multirun)}
@@ -323,6 +333,7 @@ def test_requeued_jobs_resume_to_exactly_the_uninterrupted_result(
         # what the run records about its restart, and what SLURM says
         assert resumed["restarts"] == 1, ways[num]
         assert resumed["slurm"]["job_id"] == ids[num] and resumed["slurm"]["restart_count"] == 1, ways[num]
+        _final_state(ids[num])
         runs = [r["State"].split()[0] for r in _sacct(ids[num], "State", duplicates=True)]
         assert runs[0] == "REQUEUED" and runs[-1] == "COMPLETED", (ways[num], runs)
         # no mid-epoch checkpoint of Lightning's own SLURM requeue (it would not resume exactly)
@@ -387,6 +398,7 @@ def test_optuna_trials_run_in_parallel_array_tasks(workdir: Path, launcher: list
     assert best["best_value"] == pytest.approx(max(r["metrics"]["val/acc_best"] for r in runs))
     ids = _slurm_ids(multirun)
     assert sorted(ids) == [0, 1] and len({job.split("_")[0] for job in ids.values()}) == 1, ids  # one array
+    assert [_final_state(ids[n]) for n in (0, 1)] == ["COMPLETED", "COMPLETED"]
     (a,), (b,) = (_sacct(ids[n], "Start", "End") for n in (0, 1))
     assert a["Start"] < b["End"] and b["Start"] < a["End"], (a, b)  # the two trials ran at the same time
 
