@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from lanmsff.data import detectors
+from lanmsff.data import detectors, face_geometry
 from lanmsff.data.cache import preprocess_records
 from lanmsff.data.faces import HAAR_METHODS, FaceDetector, face_crop, face_square, find_face
 from lanmsff.data.kdef import index_kdef
@@ -133,13 +133,13 @@ def test_large_image_is_downscaled_but_coordinates_are_its_own(
 def test_align_levels_the_eyes(detector: detectors.MTCNNDetector, astronaut: np.ndarray) -> None:
     tilted = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((256, 256), -20, 1.0), (512, 512))
     (face,) = detector.detect_faces(tilted)
-    assert detectors.eye_angle(face.landmarks) > 10
-    eyes = detectors.transform_points(detectors.alignment_matrix(face.landmarks), face.landmarks[:2])
+    assert face_geometry.eye_angle(face.landmarks) > 10
+    eyes = face_geometry.transform_points(face_geometry.alignment_matrix(face.landmarks), face.landmarks[:2])
     assert abs(eyes[0, 1] - eyes[1, 1]) < 1e-6
-    aligned = detectors.align(tilted, face.landmarks)
+    aligned = face_geometry.align(tilted, face.landmarks)
     assert aligned.shape == tilted.shape
     (again,) = detector.detect_faces(aligned)
-    assert abs(detectors.eye_angle(again.landmarks)) < 5
+    assert abs(face_geometry.eye_angle(again.landmarks)) < 5
 
 
 def test_aligned_crop_is_the_level_face(detector: detectors.MTCNNDetector, astronaut: np.ndarray) -> None:
@@ -149,7 +149,7 @@ def test_aligned_crop_is_the_level_face(detector: detectors.MTCNNDetector, astro
     aligned = face_square(tilted, face.box, 0.2, landmarks=face.landmarks)
     assert aligned.shape == plain.shape and aligned.shape[0] == aligned.shape[1]
     (level,) = detector.detect_faces(aligned)
-    assert abs(detectors.eye_angle(level.landmarks)) < 5 < abs(detectors.eye_angle(face.landmarks))
+    assert abs(face_geometry.eye_angle(level.landmarks)) < 5 < abs(face_geometry.eye_angle(face.landmarks))
     x, y, w, h = level.box  # still centred: the square follows the rotated face
     side = aligned.shape[0]
     assert abs(x + w / 2 - side / 2) < side * 0.1 and abs(y + h / 2 - side / 2) < side * 0.15

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -160,3 +162,12 @@ def test_layers_import_only_layers_below(module: str) -> None:
     graph = import_graph()
     upward = sorted(target for target in graph[module] if layer_of(target) > layer_of(module))
     assert not upward, f"{module} (layer {layer_of(module)}) imports a higher layer: {upward}"
+
+
+def test_face_geometry_and_the_haar_pipeline_load_without_torch() -> None:
+    """Boxes, landmarks, alignment and the Haar path are numpy + OpenCV: importing them loads no torch
+    (the CNN detector imports it when one is made)."""
+    code = "import sys, lanmsff.data.faces, lanmsff.data.face_geometry; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

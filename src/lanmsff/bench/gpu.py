@@ -21,14 +21,14 @@ import subprocess
 import sys
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lanmsff.errors import UserError
+from lanmsff.utils.io import atomic_write_json
 
 NO_CUDA = "no CUDA device (torch.cuda.is_available() is False)"
 SMI_QUERY = "--query-gpu=utilization.gpu,memory.used"
@@ -97,12 +97,6 @@ class UtilisationSampler:
         }
 
 
-@contextmanager
-def sampled(index: int) -> Iterator[UtilisationSampler]:
-    with UtilisationSampler(index) as sampler:
-        yield sampler
-
-
 def _rate(fn: Callable[[], Any], batch: int, seconds: float) -> dict[str, Any]:
     from lanmsff.bench.peer import time_calls
 
@@ -148,7 +142,7 @@ def lightning(data_dir: Path, identities: int, device: torch.device, steps: int)
     runs = {}
     for label, on_device in (("CPU augmentation in the loader", False), ("augment_on_device", True)):
         overrides = ("trainer=gpu", "trainer.devices=1", f"data.augment_on_device={str(on_device).lower()}")
-        with sampled(device.index or 0) as sampler:
+        with UtilisationSampler(device.index or 0) as sampler:
             run = lightning_steps(data_dir, identities, steps=steps, warmup=5, progress_bar=False, overrides=overrides)
         run.pop("periods_s")
         runs[label] = {**run, "gpu_utilisation": sampler.summary()}
@@ -235,7 +229,7 @@ def report(out: Path) -> dict[str, Any]:
         "nvidia_smi": (out / "nvidia-smi.csv").read_text().strip() if (out / "nvidia-smi.csv").is_file() else None,
     }
     result["ok"] = all(step["exit"] == 0 for step in result["steps"].values())
-    (out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out / "gpu_check.json", result)
     return result
 
 

@@ -25,6 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lanmsff.bench.peer import spread, upper_median
+from lanmsff.utils.io import atomic_write_json
+
 LEVERS: dict[str, dict[str, Any]] = {
     "default": {},
     "threads=1": {"threads": 1},
@@ -122,7 +125,7 @@ def lightning_worker(lever: dict[str, Any], seconds: float, tuned: bool) -> dict
     periods = run["periods_s"]
     return {
         "times_s": periods,
-        "median_s": sorted(periods)[len(periods) // 2],
+        "median_s": upper_median(periods),
         "first_call_s": None,
         "cpu_per_wall": None,
         "images_per_s": run["images_per_s"],
@@ -164,12 +167,11 @@ def _pool(batch: int, results: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in results if "error" not in r]
     if not good:
         return {"error": results[0]["error"]}
-    times = sorted(t for r in good for t in r["times_s"])
     medians = [r["median_s"] for r in good]
     return {
-        "images_per_s": round(batch / times[len(times) // 2], 2),
+        "images_per_s": round(batch / upper_median([t for r in good for t in r["times_s"]]), 2),
         "round_images_per_s": [round(batch / m, 2) for m in medians],
-        "round_spread": round(max(medians) / min(medians) - 1, 4),
+        "round_spread": spread(medians),
         "first_call_s": [r["first_call_s"] for r in good],
         "cpu_per_wall": [r["cpu_per_wall"] for r in good],
         "load_1min": [r["load_1min"] for r in good],
@@ -207,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         ["default", *[n for n in names if n != "default"]], args.batch, args.seconds, args.threads, args.rounds
     )
     result.update(seconds_total=round(time.perf_counter() - start, 1), load_end=round(os.getloadavg()[0], 2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.out, result)
     for name, row in result["levers"].items():
         rate = row.get("images_per_s", row.get("error"))
         print(f"{name:40s} {rate!s:>10} img/s  x{row.get('ratio_vs_default', '-')}  spread {row.get('round_spread')}")

@@ -24,6 +24,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from lanmsff.bench.peer import upper_median
+
 DEMO_DROP = ("ModelCheckpoint", "EarlyStopping")  # callbacks that need validation metrics
 
 
@@ -123,7 +125,7 @@ def _summary(timer: StepTimer, warmup: int, cfg: Any, progress_bar: bool) -> dic
         "steps": len(periods),
         "batch": int(cfg.data.batch_size),
         "images_per_s": round(sum(images) / total, 2) if total else None,
-        "median_period_ms": round(1e3 * sorted(periods)[len(periods) // 2], 2) if periods else None,
+        "median_period_ms": round(1e3 * upper_median(periods), 2) if periods else None,
         "inside_step_fraction": round(busy / total, 4) if total else None,
         "between_steps_ms_per_step": round(1e3 * (total - busy) / len(periods), 2) if periods else None,
         "periods_s": [round(p, 5) for p in periods],

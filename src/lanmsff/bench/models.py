@@ -40,6 +40,7 @@ from lanmsff.inference import optimize
 from lanmsff.models import LANMSFF
 from lanmsff.models.baselines import BASELINES, timm_model
 from lanmsff.models.introspection import count_flops, count_params
+from lanmsff.runtime.precision import autocast_dtype
 from lanmsff.training.bf16_guard import is_dilated_conv, use_nchw_weight_grads
 
 MODEL_NAMES = ("lanmsff", *BASELINES)
@@ -245,9 +246,11 @@ TRAIN_VARIANTS = {
 }
 
 
-def prepare_training(model: nn.Module, variant: TrainVariant) -> tuple[nn.Module, torch.optim.Optimizer]:
-    """A training copy of ``model`` in ``variant``'s layout, with the reference Adam (1e-3, eps 1e-7)."""
-    model = copy.deepcopy(model).train()
+def prepare_training(
+    model: nn.Module, variant: TrainVariant, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A training copy of ``model`` on ``device`` in ``variant``'s layout, with the reference Adam (1e-3, eps 1e-7)."""
+    model = copy.deepcopy(model).to(device).train()
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if variant.nchw_wgrad:
@@ -258,10 +261,15 @@ def prepare_training(model: nn.Module, variant: TrainVariant) -> tuple[nn.Module
 def train_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, variant: TrainVariant, x: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
-    """Forward, cross-entropy, backward and an Adam step; returns the loss."""
+    """Forward, cross-entropy, backward and an Adam step on ``x``'s device; returns the loss.
+
+    ``variant.bf16`` autocasts to bf16 on the CPU and to what ``precision=auto`` picks on CUDA (bf16,
+    or fp16 on GPUs without bf16).
+    """
     if variant.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
+    dtype = torch.bfloat16 if x.device.type == "cpu" else autocast_dtype("auto", x.device)
+    with torch.autocast(x.device.type, dtype=dtype, enabled=variant.bf16):
         loss = F.cross_entropy(model(x), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

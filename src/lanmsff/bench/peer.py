@@ -84,6 +84,16 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
+def upper_median(values: list[float]) -> float:
+    """The middle of ``values``, the upper of the two middle ones for an even count (always a measured value)."""
+    return sorted(values)[len(values) // 2]
+
+
+def spread(values: list[float]) -> float:
+    """``max / min - 1`` of positive ``values`` (rates or times of the rounds), rounded to 4 digits."""
+    return round(max(values) / min(values) - 1, 4)
+
+
 # ----------------------------------------------------------------------------- measuring side (TensorFlow)
 def configure_tensorflow(threads: int, inter_op_threads: int) -> Any:
     """Import TensorFlow with quiet logs and the given thread pools (before any op runs); returns ``tf``."""

@@ -20,8 +20,6 @@ CPU seconds per wall second (how many cores it kept busy).
 
 from __future__ import annotations
 
-import copy
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +30,9 @@ from torch import nn
 
 from lanmsff.bench import models as bm
 from lanmsff.bench.models import Settings, TrainVariant
-from lanmsff.bench.peer import PeerError, PeerProcess, time_calls
+from lanmsff.bench.peer import PeerError, PeerProcess, spread, time_calls, upper_median
 from lanmsff.inference import optimize
-from lanmsff.runtime.precision import autocast_dtype, trainer_precision
+from lanmsff.runtime.precision import trainer_precision
 
 DEMO_BATCH = 32  # the authors' batch size, the demo's
 TF_INFERENCE = "TF tf.function"
@@ -72,23 +70,15 @@ def inference_fn(model: nn.Module, precision: str, x: torch.Tensor) -> Callable[
 
 
 def training_fn(model: nn.Module, variant: TrainVariant, batch: int, s: Settings, device: torch.device) -> Callable:
-    """One training step of ``variant`` at ``batch`` on random images (CPU: exactly the bench's step)."""
+    """One training step (:func:`lanmsff.bench.models.train_step`) of ``variant`` at ``batch`` on random
+    images on ``device`` (synchronised on CUDA)."""
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(batch, s.in_channels, s.image_size, s.image_size, generator=generator).to(device)
     y = torch.randint(0, s.num_classes, (batch,), generator=generator).to(device)
-    if device.type == "cpu":
-        net, optimizer = bm.prepare_training(model, variant)
-        return functools.partial(bm.train_step, net, optimizer, variant, x, y)
-    net = copy.deepcopy(model).to(device).train().to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-    dtype = autocast_dtype("auto", device) if variant.bf16 else None  # on CUDA: bf16, or fp16 without it
+    net, optimizer = bm.prepare_training(model, variant, device)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = torch.nn.functional.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        bm.train_step(net, optimizer, variant, x, y)
         _sync(device)
 
     return step
@@ -110,13 +100,12 @@ class Recorder:
     def finish(self) -> dict[str, dict[str, Any]]:
         out = {}
         for label, row in self.rows.items():
-            median = sorted(row["times_s"])[len(row["times_s"]) // 2]
-            rounds = row["round_medians_s"]
+            median = upper_median(row["times_s"])
             out[label] = {
                 **row,
                 "images_per_s": round(row["batch"] / median, 2),
                 "median_ms": round(1e3 * median, 2),
-                "round_spread": round(max(rounds) / min(rounds) - 1, 4),
+                "round_spread": spread(row["round_medians_s"]),
             }
         return out
 
@@ -204,7 +193,7 @@ def _lightning_row(pooled: dict[str, Any]) -> dict[str, Any]:
         "batch": pooled["batch"],
         "images_per_s": pooled["images_per_s"],
         "round_images_per_s": rounds,
-        "round_spread": round(max(rounds) / min(rounds) - 1, 4),
+        "round_spread": spread(rounds),
         "inside_step_fraction": pooled["inside_step_fraction"],
     }
 
@@ -233,11 +222,10 @@ def ratios(rows: dict[str, dict[str, Any]], batches: list[int], train_label: str
         out[ours] = round(rows[ours]["images_per_s"] / rows[tf]["images_per_s"], 3)
         per_round = [a / b for a, b in zip(_round_rates(rows[ours]), _round_rates(rows[tf]))]
         if per_round:
-            ordered = sorted(per_round)
             out["paired"][ours] = {
-                "median": round(ordered[len(ordered) // 2], 3),
-                "min": round(ordered[0], 3),
-                "max": round(ordered[-1], 3),
+                "median": round(upper_median(per_round), 3),
+                "min": round(min(per_round), 3),
+                "max": round(max(per_round), 3),
             }
     return out
 

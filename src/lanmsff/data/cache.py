@@ -27,15 +27,14 @@ import torch
 from lanmsff.data.detectors import MTCNNDetector, weights_dir
 from lanmsff.data.faces import (
     DEFAULT_MARGIN,
-    FACE_DETECTORS,
     LEGACY_FACE_DETECTOR,
     FaceDetector,
     UnreadableImage,
+    check_detector,
     make_detector,
     preprocess_file,
 )
 from lanmsff.data.kdef import KDEFRecord
-from lanmsff.errors import check_choice
 from lanmsff.utils.io import atomic_write
 from lanmsff.utils.progress import track
 
@@ -68,10 +67,16 @@ def cache_key(root: Path, records: Sequence[KDEFRecord], params: dict) -> str:
 
     It is also the dataset's fingerprint in a run's record (``summary.json``: ``data.fingerprint``).
     """
+    ordered = sorted(records, key=lambda r: r.path)  # the order files were listed in does not matter
+    return _fingerprint(params, [(r.path, root / r.path) for r in ordered])
+
+
+def _fingerprint(params: dict[str, Any], files: Sequence[tuple[str, Path]]) -> str:
+    """SHA-256 of :data:`CACHE_VERSION`, ``params`` and the size and mtime of each ``(label, path)`` in order."""
     digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "params": params}, sort_keys=True).encode())
-    for record in sorted(records, key=lambda r: r.path):  # the order files were listed in does not matter
-        stat = (root / record.path).stat()
-        digest.update(f"{record.path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for label, path in files:
+        stat = path.stat()
+        digest.update(f"{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -180,8 +185,7 @@ def preprocess_records(
     workers = workers or len(os.sched_getaffinity(0))
     params = {"image_size": image_size, "mode": mode, "margin": margin if mode == "detect" else None}
     if mode == "detect":
-        check_choice("data.face_detector", detector, FACE_DETECTORS)
-        if detector == "cnn":
+        if check_detector(detector) == "cnn":
             weights_dir()  # a missing weights package is reported here, before any worker starts
         align = bool(align) and detector == "cnn"  # only the CNN gives the landmarks to align with
         params.update(detector=detector, align=align)
@@ -207,8 +211,4 @@ def preprocess_records(
 def files_fingerprint(paths: Sequence[str | Path], params: dict[str, Any]) -> str:
     """A fingerprint of data read from whole files (FER-2013's CSVs): name, size and mtime of each, and the
     settings that change what is read from them."""
-    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "params": params}, sort_keys=True).encode())
-    for path in sorted(Path(p) for p in paths):
-        stat = path.stat()
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    return _fingerprint(params, [(path.name, path) for path in sorted(Path(p) for p in paths)])

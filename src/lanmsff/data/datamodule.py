@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lanmsff.data.cache import preprocess_records
 from lanmsff.data.device_augment import augment_batch
-from lanmsff.data.faces import DEFAULT_MARGIN, FACE_DETECTORS, LEGACY_FACE_DETECTOR, normalise_crop_mode
+from lanmsff.data.faces import DEFAULT_MARGIN, LEGACY_FACE_DETECTOR, check_detector, normalise_crop_mode
 from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
 from lanmsff.data.splits import PAPER_WARNING, Split, SplitSpec, assignment_hash, split_records
@@ -246,8 +246,7 @@ class KDEFDataModule(FERDataModule):
         )
         self.root = Path(root)
         self.face_crop, self.face_margin = normalise_crop_mode(face_crop), face_margin
-        check_choice("data.face_detector", face_detector, FACE_DETECTORS)
-        self.face_detector, self.face_align = face_detector, bool(face_align)
+        self.face_detector, self.face_align = check_detector(face_detector), bool(face_align)
         if self.face_align and self.face_crop == "detect" and face_detector != "cnn":
             raise ConfigError("data.face_align=true needs the landmarks of data.face_detector=cnn")
         self.cache_dir = Path(cache_dir) if cache_dir else None

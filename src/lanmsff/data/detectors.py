@@ -1,4 +1,5 @@
-"""CNN face detection with five landmarks (MTCNN), and eye-levelling alignment.
+"""CNN face detection with five landmarks (MTCNN); the detections and their alignment are in
+:mod:`lanmsff.data.face_geometry`.
 
 MTCNN (Zhang et al., "Joint Face Detection and Alignment using Multi-task Cascaded Convolutional
 Networks", 2016) is a cascade of three small networks: P-Net proposes face windows over an image
@@ -24,9 +25,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
-import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lanmsff.data.face_geometry import Detection
 from lanmsff.errors import UserError
 
 WEIGHTS_PACKAGE = "facenet_pytorch"
@@ -46,26 +46,6 @@ WEIGHTS_SHA256 = {  # identical in facenet-pytorch 2.5.3 and 2.6.0
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 _CELL, _STRIDE = 12, 2  # P-Net sees 12x12 windows, every 2 pixels of a pyramid level
 _KEEP = 24  # downscaling for max_side never makes a min_face face smaller than R-Net's 24x24 input
-
-
-@dataclass(eq=False)
-class Detection:
-    """One face: ``box`` ``(x, y, w, h)`` in image pixels, ``score`` in [0, 1], ``landmarks`` ``(5, 2)``.
-
-    ``landmarks`` is ``None`` for detectors without landmarks (the Haar cascades); ``method`` names what
-    found the face (``cnn``, or the cascade: ``frontal``, ``profile``, ``profile_mirrored``).
-    """
-
-    box: tuple[int, int, int, int]
-    score: float | None
-    landmarks: np.ndarray | None
-    method: str = "cnn"
-
-    def scaled(self, factor: float) -> Detection:
-        """This detection in the pixels of an image ``factor`` times as large (e.g. 1 / detection scale)."""
-        landmarks = None if self.landmarks is None else (self.landmarks * factor).astype(np.float32)
-        box = tuple(round(v * factor) for v in self.box)
-        return Detection(box, self.score, landmarks, self.method)  # type: ignore[arg-type]
 
 
 def weights_dir() -> Path:
@@ -349,34 +329,3 @@ class MTCNNDetector:
                 box = (left, top, right - left, bottom - top)
                 out.append(Detection(box, float(score), marks.astype(np.float32)))
         return sorted(out, key=lambda d: (d.box[0], d.box[1]))
-
-
-def eye_angle(landmarks: np.ndarray) -> float:
-    """Angle in degrees of the line from the left to the right eye (positive: the right eye is lower)."""
-    (lx, ly), (rx, ry) = np.asarray(landmarks, dtype=np.float64)[:2]
-    return math.degrees(math.atan2(ry - ly, rx - lx))
-
-
-def alignment_matrix(landmarks: np.ndarray) -> np.ndarray:
-    """The 2x3 affine matrix that rotates an image about the eye midpoint so that the eyes are level."""
-    centre = np.asarray(landmarks, dtype=np.float64)[:2].mean(axis=0)
-    return cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), eye_angle(landmarks), 1.0)
-
-
-def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``points`` ``(N, 2)`` mapped by a 2x3 affine ``matrix`` (landmarks or a box centre into the aligned image)."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def align(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """``image`` rotated about the eye midpoint so that the eyes are level (same size, border replicated).
-
-    The eye midpoint stays where it was, so to crop the aligned face take the detection's square
-    (``lanmsff.data.faces.square_around(box, margin)``) re-centred on the box centre mapped by
-    :func:`alignment_matrix` and :func:`transform_points`; the side needs no change (the rotation keeps
-    sizes), and a tilted face's box was drawn around the tilted face, so it is if anything a bit large.
-    """
-    matrix = alignment_matrix(landmarks)
-    height, width = image.shape[:2]
-    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -23,13 +23,17 @@ import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from lanmsff.data.detectors import Detection, MTCNNDetector, alignment_matrix, transform_points
+from lanmsff.data.face_geometry import Detection, alignment_matrix, transform_points
 from lanmsff.errors import check_choice
+
+if TYPE_CHECKING:  # the CNN detector (torch) is imported only when one is made: make_detector
+    from lanmsff.data.detectors import MTCNNDetector
 
 FACE_CROP_MODES = ("detect", "box", "none")
 FACE_DETECTORS = ("cnn", "haar")
@@ -136,6 +140,18 @@ def decode_image(
     return image
 
 
+def read_image(path: str | Path, *, color: bool = False, reduce: int = 1) -> np.ndarray:
+    """The image file at ``path`` decoded as 8-bit gray or BGR (:func:`decode_image`).
+
+    Raises :class:`UnreadableImage` with the reason, also when the file itself cannot be read.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise UnreadableImage(f"cannot be read ({err.strerror or err})") from None
+    return decode_image(data, color=color, reduce=reduce)
+
+
 def decode_gray(data: bytes | np.ndarray, *, reduce: int = 1) -> np.ndarray:
     """Decode image bytes as 8-bit grayscale (see :func:`decode_image`)."""
     return decode_image(data, color=False, reduce=reduce)
@@ -222,10 +238,32 @@ def merge_detections(found: Sequence[tuple[tuple[int, int, int, int], str]], ove
     return sorted(kept, key=lambda f: (f[0][0], f[0][1]))
 
 
+def check_detector(name: str, key: str = "data.face_detector") -> str:
+    """``name`` when it is one of :data:`FACE_DETECTORS`, else a :class:`~lanmsff.errors.ConfigError` naming ``key``."""
+    check_choice(key, name, FACE_DETECTORS)
+    return name
+
+
 def make_detector(name: str, *, key: str = "data.face_detector") -> FaceDetector | MTCNNDetector:
     """The KDEF-preprocessing detector called ``name`` (:data:`FACE_DETECTORS`); ``key`` names the setting in errors."""
-    check_choice(key, name, FACE_DETECTORS)
-    return MTCNNDetector() if name == "cnn" else FaceDetector()
+    if check_detector(name, key) == "haar":
+        return FaceDetector()
+    from lanmsff.data.detectors import MTCNNDetector
+
+    return MTCNNDetector()
+
+
+def detect_downscaled(
+    detector: FaceDetector | MTCNNDetector, image: np.ndarray, scale: float, *, min_face: float | None = None
+) -> list[Detection]:
+    """Every face of ``image`` searched on a copy shrunk by ``scale`` (when below 1), in ``image``'s pixels.
+
+    ``min_face`` is in pixels of the shrunk copy (the detector's :meth:`detect_faces`).
+    """
+    if scale >= 1:
+        return detector.detect_faces(image, min_face=min_face)
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return [d.scaled(1 / scale) for d in detector.detect_faces(small, min_face=min_face)]
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -258,7 +296,7 @@ def face_square(
     """The square around ``box`` grown by ``margin`` (:func:`square_around`), cut out of ``image``.
 
     With ``landmarks`` (five points, eyes first) the face is rotated about the eye midpoint so that the
-    eyes are level (:func:`lanmsff.data.detectors.alignment_matrix`): the square, of the same side, is
+    eyes are level (:func:`lanmsff.data.face_geometry.alignment_matrix`): the square, of the same side, is
     centred on the box centre as the rotation moves it. The border is replicated where the square
     leaves the image, as :func:`crop` does.
     """
@@ -290,10 +328,8 @@ def find_face(image: np.ndarray, angle: str, detector: FaceDetector | MTCNNDetec
         found = detector.detect(to_gray(image), DETECTOR_ORDER.get(angle, DETECTOR_ORDER["S"]))
         return None if found is None else Detection(found[0], None, None, found[1])
     scale = min(1.0, CNN_DETECT_WIDTH / image.shape[1])
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
-    faces = detector.detect_faces(small, min_face=MIN_FACE * small.shape[1])
-    best = max(faces, key=lambda d: d.box[2] * d.box[3], default=None)
-    return None if best is None else best.scaled(1 / scale)
+    faces = detect_downscaled(detector, image, scale, min_face=MIN_FACE * min(image.shape[1], CNN_DETECT_WIDTH))
+    return max(faces, key=lambda d: d.box[2] * d.box[3], default=None)
 
 
 def face_crop(
@@ -335,12 +371,8 @@ def preprocess_file(
 
     Raises :class:`UnreadableImage` (with the reason) for files that cannot be used.
     """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise UnreadableImage(f"cannot be read ({err.strerror or err})") from None
-    color = mode == "detect" and isinstance(detector, MTCNNDetector)
-    image = decode_image(data, color=color, reduce=2 if image_size <= 128 else 1)
+    color = mode == "detect" and detector is not None and not isinstance(detector, FaceDetector)  # the CNN's BGR
+    image = read_image(path, color=color, reduce=2 if image_size <= 128 else 1)
     check_not_placeholder(to_gray(image))
     face, method = face_crop(image, angle, mode, detector=detector, margin=margin, align=align)
     return cv2.resize(face, (image_size, image_size), interpolation=cv2.INTER_AREA), method

@@ -26,14 +26,15 @@ import torch
 
 from lanmsff.checkpoints import load_model
 from lanmsff.data.detectors import LANDMARK_NAMES, MTCNNDetector, one_thread
+from lanmsff.data.face_geometry import Detection
 from lanmsff.data.faces import (
     DEFAULT_MARGIN,
-    FACE_DETECTORS,
-    Detection,
     FaceDetector,
     UnreadableImage,
-    decode_image,
+    check_detector,
+    detect_downscaled,
     face_square,
+    read_image,
     to_gray,
 )
 from lanmsff.errors import ConfigError, UserError, check_choice
@@ -97,7 +98,7 @@ class Predictor:
         detect_side: int = 800,
         min_face: float | None = None,
     ) -> None:
-        check_choice("detector", detector, FACE_DETECTORS)
+        check_detector(detector, "detector")
         check_choice("tta", tta, TTA_MODES)
         if min_face is not None and min_face < 12:
             raise ConfigError(f"min_face={min_face} is in pixels and must be at least 12 (null: the detector's own)")
@@ -106,7 +107,6 @@ class Predictor:
         self.model, self.class_names, self.image_size = model, list(class_names), int(image_size)
         self.margin, self.align, self.tta = float(margin), bool(align), tta
         self.detect_side, self.min_face = int(detect_side), min_face
-        self.detector_name = detector
         self.detector = (
             MTCNNDetector() if detector == "cnn" else FaceDetector(detect_width=detect_side, min_face=HAAR_MIN_FACE)
         )
@@ -139,10 +139,7 @@ class Predictor:
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces of an image (gray or BGR, any size) in its own coordinates, left to right."""
         scale = min(1.0, self.detect_side / max(image.shape[:2]))
-        if scale >= 1:
-            return self.detector.detect_faces(image, min_face=self.min_face)
-        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        return [d.scaled(1 / scale) for d in self.detector.detect_faces(small, min_face=self.min_face)]
+        return detect_downscaled(self.detector, image, scale, min_face=self.min_face)
 
     def crops(self, gray: np.ndarray, detections: Sequence[Detection]) -> torch.Tensor:
         """The network's input ``(N, 1, S, S)`` for the faces at ``detections`` (aligned if asked)."""
@@ -175,11 +172,9 @@ class Predictor:
     def predict_file(self, path: Path) -> tuple[FileResult, np.ndarray | None]:
         """Faces of one image file, and the decoded colour image (for annotation) when it could be read."""
         try:
-            image = decode_image(np.fromfile(path, dtype=np.uint8), color=True)
+            image = read_image(path, color=True)
         except UnreadableImage as err:
             return FileResult(str(path), problem=str(err)), None
-        except OSError as err:
-            return FileResult(str(path), problem=f"cannot be read ({err.strerror or err})"), None
         faces = self.faces(image)
         return FileResult(str(path), faces=faces, problem=None if faces else NO_FACE), image
 
