@@ -84,8 +84,11 @@ class FERModule(pl.LightningModule):
         self.net = instantiate(net, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        # kept out of the module tree, so that state_dict keys and checkpoints do not change
-        self.__dict__["_run_net"] = torch.compile(self.net) if compile else self.net
+        # kept out of the module tree, so that state_dict keys and checkpoints do not change. Static
+        # shapes: one graph per batch size met (the full batches, an epoch's last one, evaluation);
+        # with automatic dynamic shapes the first short batch turned every later step into a slower
+        # dynamic-shape graph (README, Speed: model.compile)
+        self.__dict__["_run_net"] = torch.compile(self.net, dynamic=False) if compile else self.net
 
         def quality() -> MetricCollection:
             return MetricCollection(
