@@ -237,6 +237,8 @@ class MTCNNDetector:
         factor: ratio between pyramid levels.
     """
 
+    reads_color = True  # colour helps the networks; gray images are searched too
+
     def __init__(
         self,
         *,

@@ -172,6 +172,8 @@ class FaceDetector:
             suit KDEF's studio portraits (one large face); photos of groups need smaller values.
     """
 
+    reads_color = False  # the cascades search grayscale images
+
     def __init__(self, *, detect_width: int = DETECT_WIDTH, min_face: float = MIN_FACE) -> None:
         self.detect_width, self.min_face = detect_width, min_face
         root = Path(cv2.data.haarcascades)
@@ -371,7 +373,7 @@ def preprocess_file(
 
     Raises :class:`UnreadableImage` (with the reason) for files that cannot be used.
     """
-    color = mode == "detect" and detector is not None and not isinstance(detector, FaceDetector)  # the CNN's BGR
+    color = mode == "detect" and detector is not None and detector.reads_color
     image = read_image(path, color=color, reduce=2 if image_size <= 128 else 1)
     check_not_placeholder(to_gray(image))
     face, method = face_crop(image, angle, mode, detector=detector, margin=margin, align=align)
