@@ -19,7 +19,7 @@ from lanmsff.inference import Float32Stem, count_batchnorm, fold_batchnorm, opti
 from lanmsff.models import LANMSFF
 from lanmsff.runtime import hardware
 from lanmsff.runtime.precision import trainer_precision
-from lanmsff.training.bf16_guard import NCHWWeightGradConv2d, use_nchw_weight_grads
+from lanmsff.training.dilated_conv import NCHWWeightGradConv2d, use_nchw_weight_grads
 from lanmsff.utils.config import config_group_options
 
 from .conftest import compose_config

@@ -12,10 +12,17 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from lanmsff.bench import models as bm
 from lanmsff.bench.levers import apply_block_layout
 from lanmsff.models import LANMSFF
+from lanmsff.training.dilated_conv import (
+    SpaceToBatchConv2d,
+    conv2d_space_to_batch,
+    fits_space_to_batch,
+    use_space_to_batch,
+)
 
 STEPS = 3
 BATCH = 8
@@ -47,6 +54,83 @@ def test_memory_format_per_block_trains_the_same(nchw_blocks: tuple[int, ...], d
     torch.testing.assert_close(torch.tensor(mixed), torch.tensor(plain), atol=1e-4, rtol=1e-4)
     audit = bm.audit_conv_weight_grads(copy.deepcopy(mixed_model), bm.TrainVariant(False, False), x, y)
     assert audit["ok"] and audit["convolutions"] > 0 and audit["max_rel_err"] < 1e-4
+
+
+def _dilated_pair(groups: int, dilation: tuple[int, int], padding: tuple[int, int]) -> tuple[nn.Conv2d, nn.Conv2d]:
+    torch.manual_seed(0)
+    plain = nn.Conv2d(12, 12, 3, padding=padding, dilation=dilation, groups=groups).double()
+    fast = nn.Sequential(nn.Conv2d(12, 12, 3, padding=padding, dilation=dilation, groups=groups)).double()
+    fast.load_state_dict(nn.Sequential(plain).state_dict())
+    assert use_space_to_batch(fast) == 1 and list(fast.state_dict()) == ["0.weight", "0.bias"]
+    return plain, fast[0]
+
+
+# A dilated convolution on each of the dilation's sub-grids is the undilated one: the outputs and every
+# gradient agree to float64 rounding, for depthwise and plain convolutions, both memory formats,
+# unequal dilations and a padding that changes the output size.
+@pytest.mark.parametrize("groups", [1, 12])
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize(("dilation", "padding", "size"), [((2, 2), (2, 2), (16, 12)), ((2, 3), (4, 3), (10, 9))])
+def test_space_to_batch_equals_the_dilated_convolution(groups, memory_format, dilation, padding, size) -> None:
+    plain, fast = _dilated_pair(groups, dilation, padding)
+    fast = fast.to(memory_format=memory_format)
+    x = torch.randn(3, 12, *size, dtype=torch.float64).contiguous(memory_format=memory_format)
+    assert fits_space_to_batch(fast, x)
+    x_plain, x_fast = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_plain, out_fast = plain(x_plain), conv2d_space_to_batch(fast, x_fast)
+    assert out_fast.shape == out_plain.shape
+    assert out_fast.is_contiguous(memory_format=memory_format)  # the layout the rest of the network runs in
+    torch.testing.assert_close(out_fast, out_plain, rtol=0, atol=1e-12)
+    grad = torch.randn_like(out_plain)
+    out_plain.backward(grad)
+    out_fast.backward(grad)
+    for a, b in [(x_fast.grad, x_plain.grad), (fast.weight.grad, plain.weight.grad), (fast.bias.grad, plain.bias.grad)]:
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+# Where it is used: on CPUs, under bf16 autocast for every fitting shape, in fp32 only for depthwise
+# convolutions (the measured choice); a shape that cannot be split stays the dilated convolution.
+def test_space_to_batch_is_used_where_it_is_faster_and_fits() -> None:
+    x = torch.randn(2, 12, 16, 16)
+    depthwise, plain = _dilated_pair(12, (2, 2), (2, 2))[1].float(), _dilated_pair(1, (2, 2), (2, 2))[1].float()
+    assert depthwise.uses_space_to_batch(x) and not plain.uses_space_to_batch(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert depthwise.uses_space_to_batch(x) and plain.uses_space_to_batch(x)
+        odd = torch.randn(2, 12, 15, 16)
+        assert not fits_space_to_batch(plain, odd) and not plain.uses_space_to_batch(odd)
+    strided = SpaceToBatchConv2d(12, 12, 3, padding=2, dilation=2, stride=2)
+    assert not fits_space_to_batch(strided, x)
+    reference = _dilated_pair(12, (2, 2), (2, 2))[0]
+    odd64 = torch.randn(2, 12, 15, 16, dtype=torch.float64)
+    torch.testing.assert_close(_dilated_pair(12, (2, 2), (2, 2))[1](odd64), reference(odd64), rtol=0, atol=1e-12)
+
+
+# In bf16 channels-last, where oneDNN's dilated weight-gradient kernel is wrong, the space-to-batch
+# convolution's weight gradient is the float64 one up to bf16 rounding.
+def test_space_to_batch_weight_gradients_are_right_in_bf16_channels_last() -> None:
+    plain, fast = _dilated_pair(1, (2, 2), (2, 2))
+    fast = fast.float().to(memory_format=torch.channels_last)
+    x = torch.randn(8, 12, 32, 32).contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(8, 12, 32, 32)
+    reference = torch.autograd.grad(plain(x.double()), plain.weight, grad_out.double())[0].float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast(x)
+    assert out.dtype == torch.bfloat16
+    (grad_w,) = torch.autograd.grad(out.float(), fast.weight, grad_out)
+    assert ((grad_w - reference).norm() / reference.norm()).item() < 0.02
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_space_to_batch_trains_the_same(bf16: bool, data: tuple) -> None:
+    x, y = data
+    variant = bm.TrainVariant(True, bf16, space_to_batch=True)
+    plain = _losses(_model(), bm.TrainVariant(True, False), x, y)
+    fast = _losses(_model(), variant, x, y)
+    tolerance = 2e-2 if bf16 else 1e-4  # bf16 rounds differently from fp32, not a different function
+    torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), atol=tolerance, rtol=tolerance)
+    audit = bm.audit_conv_weight_grads(_model(), variant, x, y)
+    assert audit["ok"] and audit["convolutions"] > 0
+    assert audit["max_rel_err"] < (0.02 if bf16 else 1e-4)
 
 
 # libgomp, torch's OpenMP runtime, reads GOMP_SPINCOUNT once when torch is imported; its default

@@ -12,9 +12,10 @@ Besides speed, this module holds the numerical checks behind the choice of train
   return wrong gradients. On the CPUs we measured (AVX-512 BF16, with and without AMX; torch 2.14.1) the
   ``jit_bf16`` backward-weights kernel is wrong for *dilated* convolutions in channels-last
   layout at 32x32 and larger (NaN, inf or huge relative errors); LANMSFF's L path (dilation 2) hits it.
-* :class:`lanmsff.training.bf16_guard.NCHWWeightGradConv2d` keeps such convolutions in bf16
-  channels-last for the forward pass and the input gradient, and computes only their weight
-  gradient in NCHW layout, where the kernel is right (the training default uses it).
+* :class:`lanmsff.training.dilated_conv.SpaceToBatchConv2d` (the training default on CPUs) computes
+  them as undilated convolutions of their inputs' sub-grids, so no dilated bf16 kernel runs;
+  :class:`~lanmsff.training.dilated_conv.NCHWWeightGradConv2d` (its fallback, and the earlier default)
+  keeps them dilated and computes only their weight gradient in NCHW layout, where the kernel is right.
 * :func:`loss_check` trains a few steps on synthetic faces and reports whether the loss stays finite.
 """
 
@@ -41,7 +42,12 @@ from lanmsff.models import LANMSFF
 from lanmsff.models.baselines import BASELINES, timm_model
 from lanmsff.models.introspection import count_flops, count_params
 from lanmsff.runtime.precision import autocast_dtype
-from lanmsff.training.bf16_guard import is_dilated_conv, use_nchw_weight_grads
+from lanmsff.training.dilated_conv import (
+    NCHWWeightGradConv2d,
+    is_dilated_conv,
+    use_nchw_weight_grads,
+    use_space_to_batch,
+)
 
 MODEL_NAMES = ("lanmsff", *BASELINES)
 BASELINE = "eager fp32 NCHW"
@@ -230,11 +236,20 @@ def bench_latency(model: nn.Module, s: Settings) -> dict[str, float]:
 # ----------------------------------------------------------------------------- training
 @dataclass(frozen=True)
 class TrainVariant:
-    """Training-step settings: memory format, bf16 autocast, the dilated-conv weight-gradient fix."""
+    """Training-step settings: memory format, bf16 autocast, how dilated convolutions are computed.
+
+    ``nchw_wgrad``: dilated, with their weight gradients in NCHW (the guard alone);
+    ``space_to_batch``: undilated on space-to-batch sub-grids (the training default on CPUs).
+    """
 
     channels_last: bool
     bf16: bool
     nchw_wgrad: bool = False
+    space_to_batch: bool = False
+
+    @property
+    def changes_dilated(self) -> bool:
+        return self.nchw_wgrad or self.space_to_batch
 
 
 TRAIN_VARIANTS = {
@@ -243,6 +258,8 @@ TRAIN_VARIANTS = {
     "NCHW + bf16 autocast": TrainVariant(False, True),
     "channels-last + bf16 autocast": TrainVariant(True, True),
     "channels-last + bf16, dilated wgrad NCHW": TrainVariant(True, True, True),
+    "channels-last fp32, dilated as space-to-batch": TrainVariant(True, False, space_to_batch=True),
+    "channels-last + bf16, dilated as space-to-batch": TrainVariant(True, True, space_to_batch=True),
 }
 
 
@@ -253,7 +270,9 @@ def prepare_training(
     model = copy.deepcopy(model).to(device).train()
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if variant.nchw_wgrad:
+    if variant.space_to_batch:
+        use_space_to_batch(model)
+    elif variant.nchw_wgrad:
         use_nchw_weight_grads(model)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
@@ -277,17 +296,22 @@ def train_step(
     return loss.detach()
 
 
-QUICK_TRAIN_VARIANTS = (BASELINE, "channels-last fp32", "channels-last + bf16, dilated wgrad NCHW")
+QUICK_TRAIN_VARIANTS = (
+    BASELINE,
+    "channels-last fp32",
+    "channels-last fp32, dilated as space-to-batch",
+    "channels-last + bf16, dilated as space-to-batch",
+)
 
 
 def training_variants(model: nn.Module, *, bf16: bool = True, quick: bool = False) -> dict[str, TrainVariant]:
-    """The variants that apply to ``model``: the wgrad fix only where there are dilated convolutions,
+    """The variants that apply to ``model``: those that change dilated convolutions only where there are some,
     the bf16 ones only with ``bf16``, and with ``quick`` only the baseline and the training defaults."""
     return {
         k: v
         for k, v in TRAIN_VARIANTS.items()
         if (bf16 or not v.bf16)
-        and (not v.nchw_wgrad or has_dilated_convs(model))
+        and (not v.changes_dilated or has_dilated_convs(model))
         and (not quick or k in QUICK_TRAIN_VARIANTS)
     }
 
@@ -338,8 +362,13 @@ class _ConvCapture:
 def _reference_weight_grad(module: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """The weight gradient of ``module`` at input ``x`` and output gradient ``grad``, in float64."""
     params = {name: p.detach().double().requires_grad_(name == "weight") for name, p in module.named_parameters()}
+    x = x.double().contiguous()
     with torch.autocast("cpu", enabled=False), torch.enable_grad():
-        out = torch.func.functional_call(module, params, (x.double().contiguous(),))
+        if isinstance(module, NCHWWeightGradConv2d):  # the dilated convolution itself, not the path under audit
+            args = (module.stride, module.padding, module.dilation, module.groups)
+            out = F.conv2d(x, params["weight"], params.get("bias"), *args)
+        else:
+            out = torch.func.functional_call(module, params, (x,))
         return torch.autograd.grad(out, params["weight"], grad.double().contiguous())[0]
 
 

@@ -13,6 +13,7 @@ Conventions that make the port exact:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -289,6 +290,57 @@ def pwfs(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (a + b + c - torch.minimum(torch.minimum(a, b), c))
 
 
+class _PooledPWFS(torch.autograd.Function):
+    """``pwfs(x).mean(dim=(2, 3))`` in one pass over ``x`` each way (for training; see :func:`pooled_pwfs`).
+
+    Forward: the groups' spatial sums (fp32 accumulation for bf16/fp16) minus the spatial sum of
+    their element-wise minimum, whose group index (0-2, the first on ties) is saved as ``uint8``.
+    Backward: every element gets ``grad / (2 H W)`` except the minimum of its three, which gets 0.
+    Both run in the ``(B, H, W, C)`` view, so a channels-last input is read and its gradient written
+    contiguously.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        _, channels, h, w = x.shape
+        acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
+        nhwc = x.permute(0, 2, 3, 1)
+        a, b, c = nhwc.unflatten(3, (3, channels // 3)).unbind(3)
+        low = torch.minimum(a, b)
+        index = (b < a).to(torch.uint8)
+        later = c < low
+        low = torch.where(later, c, low)
+        index.masked_fill_(later, 2)
+        ctx.save_for_backward(index)
+        ctx.input_dtype = x.dtype
+        total = nhwc.sum(dim=(1, 2), dtype=acc).unflatten(1, (3, channels // 3)).sum(1)
+        return ((total - low.sum(dim=(1, 2), dtype=acc)) * (0.5 / (h * w))).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (index,) = ctx.saved_tensors
+        batch, h, w, k = index.shape
+        groups = torch.arange(3, dtype=torch.uint8, device=index.device).view(3, 1)
+        keep = (index.unsqueeze(3) != groups).reshape(batch, h, w, 3 * k)
+        share = (grad * (0.5 / (h * w))).to(ctx.input_dtype).repeat(1, 3).view(batch, 1, 1, 3 * k)
+        return (keep * share).permute(0, 3, 1, 2)
+
+
+def pooled_pwfs(x: torch.Tensor) -> torch.Tensor:
+    """``pwfs(x).mean(dim=(2, 3))``, shape ``(B, C / 3)``: what LANMSFF fuses from blocks 1-3.
+
+    When ``x`` needs a gradient it runs as one fused autograd function (about 2-3x faster to train
+    than the composed ops, measured on the Intel kind at batch 64; the same value within float
+    rounding and the same gradient, with a tie's share going to one of the tied minima instead of
+    being split). Otherwise, and under tracing, export and ``torch.compile`` (which fuses the
+    composed ops itself), it is the composed ops.
+    """
+    traced = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    if x.requires_grad and torch.is_grad_enabled() and not traced:
+        return _PooledPWFS.apply(x)
+    return pwfs(x).mean(dim=(2, 3))
+
+
 class FeatureSelection(nn.Module):
     """Reduce a block output before fusion: ``pwfs`` (reference), ``max``, ``mean`` (C -> C/3) or ``none``."""
 
@@ -308,6 +360,10 @@ class FeatureSelection(nn.Module):
             return pwfs(x)
         groups = torch.stack(x.chunk(3, dim=1), dim=0)
         return groups.amax(dim=0) if self.mode == "max" else groups.mean(dim=0)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(x).mean(dim=(2, 3))``: the selection's spatial average, shape ``(B, out_channels)``."""
+        return pooled_pwfs(x) if self.mode == "pwfs" else self(x).mean(dim=(2, 3))
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"

@@ -142,7 +142,7 @@ class LANMSFF(nn.Module):
         ``forward_head(forward_features(x), pre_logits=True)`` is the descriptor for timm models too.
         """
         outputs = self.forward_blocks(x)
-        pooled = [self.selections[str(b)](outputs[b - 1]).mean(dim=(2, 3)) for b in self.fusion_blocks]
+        pooled = [self.selections[str(b)].pooled(outputs[b - 1]) for b in self.fusion_blocks]
         return torch.cat(pooled, dim=1)
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
