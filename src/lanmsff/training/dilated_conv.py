@@ -85,28 +85,27 @@ def is_dilated_conv(module: nn.Module) -> bool:
     return type(module) is nn.Conv2d and module.dilation != (1, 1)
 
 
+def _convert_dilated(model: nn.Module, cls: type[nn.Conv2d]) -> int:
+    """Give every dilated ``nn.Conv2d`` of ``model`` the class ``cls`` in place; returns how many."""
+    dilated = [module for module in model.modules() if is_dilated_conv(module)]
+    for module in dilated:
+        module.__class__ = cls
+    return len(dilated)
+
+
 def use_nchw_weight_grads(model: nn.Module) -> int:
     """Turn every dilated ``nn.Conv2d`` of ``model`` into :class:`NCHWWeightGradConv2d` in place; returns how many."""
-    converted = 0
-    for module in model.modules():
-        if is_dilated_conv(module):
-            module.__class__ = NCHWWeightGradConv2d
-            converted += 1
-    return converted
+    return _convert_dilated(model, NCHWWeightGradConv2d)
 
 
 # ----------------------------------------------------------------------------- space-to-batch
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
 def space_to_batch(x: torch.Tensor, dilation: tuple[int, int]) -> torch.Tensor:
     """``(B, C, H, W)`` to ``(dh * dw * B, C, H / dh, W / dw)``; sub-grid ``(i, j)`` of image ``b`` is at
     index ``(i * dw + j) * B + b``. Keeps channels-last input channels-last (and anything else NCHW).
     """
     dh, dw = dilation
     b, c, h, w = x.shape
-    if _is_channels_last(x):
+    if _format_of(x) is torch.channels_last:
         grids = x.permute(0, 2, 3, 1).reshape(b, h // dh, dh, w // dw, dw, c).permute(2, 4, 0, 1, 3, 5)
         return grids.reshape(dh * dw * b, h // dh, w // dw, c).permute(0, 3, 1, 2)
     grids = x.reshape(b, c, h // dh, dh, w // dw, dw).permute(3, 5, 0, 1, 2, 4)
@@ -117,7 +116,7 @@ def batch_to_space(y: torch.Tensor, dilation: tuple[int, int], batch: int) -> to
     """The inverse of :func:`space_to_batch`: ``(dh * dw * B, C, h, w)`` to ``(B, C, h * dh, w * dw)``."""
     dh, dw = dilation
     _, c, h, w = y.shape
-    if _is_channels_last(y):
+    if _format_of(y) is torch.channels_last:
         image = y.permute(0, 2, 3, 1).reshape(dh, dw, batch, h, w, c).permute(2, 3, 0, 4, 1, 5)
         return image.reshape(batch, h * dh, w * dw, c).permute(0, 3, 1, 2)
     image = y.reshape(dh, dw, batch, c, h, w).permute(2, 3, 4, 0, 5, 1)
@@ -167,9 +166,4 @@ class SpaceToBatchConv2d(NCHWWeightGradConv2d):
 
 def use_space_to_batch(model: nn.Module) -> int:
     """Turn every dilated ``nn.Conv2d`` of ``model`` into :class:`SpaceToBatchConv2d` in place; returns how many."""
-    converted = 0
-    for module in model.modules():
-        if is_dilated_conv(module):
-            module.__class__ = SpaceToBatchConv2d
-            converted += 1
-    return converted
+    return _convert_dilated(model, SpaceToBatchConv2d)
