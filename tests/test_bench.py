@@ -15,7 +15,7 @@ from lanmsff.runtime.hardware import NATIVE_BF16_ENV, cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SAFE_BF16 = "channels-last + bf16, dilated as space-to-batch"
+SAFE_BF16 = "channels-last + bf16, dilated as space-to-batch, BatchNorm on aligned rows"
 
 
 def _bench(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

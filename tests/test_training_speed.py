@@ -16,7 +16,9 @@ from torch import nn
 
 from lanmsff.bench import models as bm
 from lanmsff.bench.levers import apply_block_layout
+from lanmsff.inference.folding import count_batchnorm, fold_batchnorm
 from lanmsff.models import LANMSFF
+from lanmsff.training.batch_norm import AlignedRowsBatchNorm2d, aligned_rows, use_aligned_rows_batch_norm
 from lanmsff.training.dilated_conv import (
     SpaceToBatchConv2d,
     conv2d_space_to_batch,
@@ -131,6 +133,110 @@ def test_space_to_batch_trains_the_same(bf16: bool, data: tuple) -> None:
     audit = bm.audit_conv_weight_grads(_model(), variant, x, y)
     assert audit["ok"] and audit["convolutions"] > 0
     assert audit["max_rel_err"] < (0.02 if bf16 else 1e-4)
+
+
+def _batch_norm_pair(channels: int, dtype: torch.dtype = torch.float64) -> tuple[nn.BatchNorm2d, nn.BatchNorm2d]:
+    torch.manual_seed(0)
+    plain = nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01).to(dtype)
+    with torch.no_grad():
+        plain.weight.uniform_(0.5, 1.5), plain.bias.normal_()
+        plain.running_mean.normal_(), plain.running_var.uniform_(0.5, 2.0)
+    fast = copy.deepcopy(plain)
+    assert use_aligned_rows_batch_norm(nn.Sequential(fast)) == 1 and type(fast) is AlignedRowsBatchNorm2d
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    return plain, fast
+
+
+def _batch_norm_step(bn: nn.BatchNorm2d, x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    x = x.detach().clone().requires_grad_()
+    out = bn(x)
+    out.backward(grad)
+    return out, x.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var, bn.num_batches_tracked
+
+
+# BatchNorm on aligned rows is BatchNorm: in float64 the output, every gradient and the running statistics
+# agree with nn.BatchNorm2d to rounding, for channel counts that need 16, 8 and 4 pixels per row (LANMSFF's
+# 66, 36 and 72), over two training steps, and the output and input gradient stay channels-last.
+@pytest.mark.parametrize(("channels", "size"), [(66, 16), (36, 8), (72, 12)])
+def test_aligned_rows_batch_norm_equals_batch_norm(channels: int, size: int, monkeypatch) -> None:
+    monkeypatch.setattr(AlignedRowsBatchNorm2d, "min_elements", 0)
+    plain, fast = _batch_norm_pair(channels)
+    assert aligned_rows(channels) == {66: 16, 36: 8, 72: 4}[channels]
+    for step in range(2):
+        x = (torch.randn(4, channels, size, size, dtype=torch.float64) * 3 + step).contiguous(
+            memory_format=torch.channels_last
+        )
+        grad = torch.randn_like(x)
+        assert fast.uses_aligned_rows(x.clone().requires_grad_())
+        expected, got = _batch_norm_step(plain, x, grad), _batch_norm_step(fast, x, grad)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+        assert got[0].is_contiguous(memory_format=torch.channels_last)
+        assert got[1].is_contiguous(memory_format=torch.channels_last)
+
+
+# Where it is used: training, a channels-last CPU tensor that needs a gradient, a channel count that leaves
+# a partial vector, at least min_elements values. Everything else is nn.BatchNorm2d (the same numbers).
+def test_aligned_rows_batch_norm_is_used_only_where_it_applies() -> None:
+    _, fast = _batch_norm_pair(66, torch.float32)
+    big = torch.randn(2, 66, 64, 64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert big.numel() >= AlignedRowsBatchNorm2d.min_elements and fast.uses_aligned_rows(big)
+    assert not fast.uses_aligned_rows(big.detach())  # no gradient needed
+    assert not fast.uses_aligned_rows(big.detach().contiguous().requires_grad_())  # NCHW
+    assert not fast.uses_aligned_rows(big[:, :, :8, :8].contiguous(memory_format=torch.channels_last))  # small
+    with torch.no_grad():
+        assert not fast.uses_aligned_rows(big)
+    assert not fast.eval().uses_aligned_rows(big)
+    _, aligned = _batch_norm_pair(64, torch.float32)
+    assert aligned_rows(64) == 1 and not aligned.uses_aligned_rows(
+        big[:, :64].contiguous(memory_format=torch.channels_last)
+    )
+    x = torch.randn(2, 66, 16, 16)
+    plain, fast = _batch_norm_pair(66, torch.float32)
+    torch.testing.assert_close(fast.eval()(x), plain.eval()(x), rtol=0, atol=0)
+
+
+# In bf16 (what autocast hands BatchNorm after a convolution) the output and gradients are the float64 ones up
+# to bf16 rounding, no further from them than nn.BatchNorm2d's own bf16 result is.
+def test_aligned_rows_batch_norm_in_bf16_is_as_close_to_float64_as_batch_norm(monkeypatch) -> None:
+    monkeypatch.setattr(AlignedRowsBatchNorm2d, "min_elements", 0)
+    plain, fast = _batch_norm_pair(66, torch.float32)
+    x = (torch.randn(4, 66, 32, 32) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(x)
+    reference = _batch_norm_step(copy.deepcopy(plain).double(), x.double(), grad.double())
+    bf16 = x.bfloat16(), grad.bfloat16()
+    assert fast.uses_aligned_rows(bf16[0].clone().requires_grad_())
+    got, torchs = _batch_norm_step(fast, *bf16), _batch_norm_step(plain, *bf16)
+    assert got[-1].item() == torchs[-1].item() == 1  # num_batches_tracked
+    for ours, theirs, exact in zip(got[:-1], torchs[:-1], reference[:-1], strict=True):
+        error = ((ours.double() - exact).norm() / exact.norm()).item()
+        torch_error = ((theirs.double() - exact).norm() / exact.norm()).item()
+        assert error <= 1.5 * torch_error + 1e-6, (error, torch_error)
+        assert error < 5e-3  # bf16 keeps 8 bits: a relative 2^-9 per value
+
+
+# A converted network is still a plain one in evaluation: optimize() folds every BatchNorm into its convolution.
+def test_aligned_rows_batch_norm_folds_like_batch_norm() -> None:
+    net = _model().eval()
+    reference = copy.deepcopy(net)
+    assert use_aligned_rows_batch_norm(net) == count_batchnorm(reference) > 0
+    assert list(net.state_dict()) == list(reference.state_dict())
+    assert fold_batchnorm(net) == count_batchnorm(reference) and count_batchnorm(net) == 0
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_aligned_rows_batch_norm_trains_the_same(bf16: bool, data: tuple, monkeypatch) -> None:
+    monkeypatch.setattr(AlignedRowsBatchNorm2d, "min_elements", 0)  # every BatchNorm of the small model
+    x, y = data
+    variant = bm.TrainVariant(True, bf16, space_to_batch=True, aligned_bn=True)
+    before = bm.TrainVariant(True, bf16, space_to_batch=True)
+    plain, fast = _losses(_model(), before, x, y), _losses(_model(), variant, x, y)
+    tolerance = 2e-2 if bf16 else 1e-4
+    torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), atol=tolerance, rtol=tolerance)
+    net, _ = bm.prepare_training(_model(), variant)
+    assert sum(type(m) is AlignedRowsBatchNorm2d for m in net.modules()) == count_batchnorm(net) > 0
+    audit = bm.audit_conv_weight_grads(_model(), variant, x, y)
+    assert audit["ok"] and audit["max_rel_err"] < (0.02 if bf16 else 1e-4)
 
 
 # libgomp, torch's OpenMP runtime, reads GOMP_SPINCOUNT once when torch is imported; its default

@@ -5,7 +5,8 @@
 A lever is a change of how the same training step runs: process environment (read when the
 libraries load, hence a fresh process each), thread count, memory format per block, ``torch.compile``.
 Every process builds the same LANMSFF, applies the allocator tuning ``train.py`` applies, and times
-the default training step (channels-last, ``precision=auto``, dilated convolutions as space-to-batch on CPUs) with
+the default training step (channels-last, ``precision=auto``, on CPUs dilated convolutions as space-to-batch and
+BatchNorm on aligned rows) with
 :func:`lanmsff.bench.peer.time_calls`; ``torch.compile`` levers also report their compile time (the
 first call). The rounds run every lever once in turn, so the machine's load drifts over all of them
 alike; the result gives each lever's rate, its ratio to ``default`` (from pooled times) and the

@@ -3,7 +3,8 @@
 :func:`lightning_steps` composes ``train.py experiment=demo`` (LANMSFF with BatchNorm momentum 0.1,
 batch 32, the in-memory synthetic faces with online augmentation on the CPU, ``channels_last``,
 ``trainer.precision=auto`` resolved by :func:`lanmsff.tasks.common.apply_trainer_precision`, the
-space-to-batch dilated convolutions that :class:`~lanmsff.training.module.FERModule` applies on CPUs, the NaN
+space-to-batch dilated convolutions and aligned-rows BatchNorm that :class:`~lanmsff.training.module.FERModule`
+applies on CPUs, the NaN
 guard, the Rich progress bar, a CSV logger with ``log_every_n_steps`` from the config) and fits for
 ``warmup + steps`` optimiser steps. Only training is timed: validation, checkpoints, early stopping
 and the plateau scheduler act at epoch ends and are left out.

@@ -16,6 +16,8 @@ Besides speed, this module holds the numerical checks behind the choice of train
   them as undilated convolutions of their inputs' sub-grids, so no dilated bf16 kernel runs;
   :class:`~lanmsff.training.dilated_conv.NCHWWeightGradConv2d` (its fallback, and the earlier default)
   keeps them dilated and computes only their weight gradient in NCHW layout, where the kernel is right.
+* :class:`lanmsff.training.batch_norm.AlignedRowsBatchNorm2d` (the training default on CPUs) trains
+  BatchNorm on rows of whole vectors where the channel count leaves a partial one.
 * :func:`loss_check` trains a few steps on synthetic faces and reports whether the loss stays finite.
 """
 
@@ -42,6 +44,7 @@ from lanmsff.models import LANMSFF
 from lanmsff.models.baselines import BASELINES, timm_model
 from lanmsff.models.introspection import count_flops, count_params
 from lanmsff.runtime.precision import autocast_dtype
+from lanmsff.training.batch_norm import aligned_rows, use_aligned_rows_batch_norm
 from lanmsff.training.dilated_conv import (
     NCHWWeightGradConv2d,
     is_dilated_conv,
@@ -52,6 +55,8 @@ from lanmsff.training.dilated_conv import (
 MODEL_NAMES = ("lanmsff", *BASELINES)
 BASELINE = "eager fp32 NCHW"
 ONNX_LABEL = "optimize(fp32, onnxruntime)"
+ALIGNED_FP32 = "channels-last fp32, dilated as space-to-batch, BatchNorm on aligned rows"
+ALIGNED_BF16 = "channels-last + bf16, dilated as space-to-batch, BatchNorm on aligned rows"
 BAD_GRADIENT = 0.05  # relative error of a bf16 weight gradient that is certainly a wrong kernel, not rounding
 
 
@@ -125,6 +130,11 @@ def build_model(name: str, s: Settings) -> nn.Module:
 
 def has_dilated_convs(model: nn.Module) -> bool:
     return any(is_dilated_conv(m) for m in model.modules())
+
+
+def has_unaligned_batch_norms(model: nn.Module) -> bool:
+    """Whether ``model`` has a plain BatchNorm2d whose channels leave a partial vector (``aligned_bn`` changes it)."""
+    return any(type(m) is nn.BatchNorm2d and aligned_rows(m.num_features) > 1 for m in model.modules())
 
 
 def model_costs(model: nn.Module, s: Settings) -> dict[str, Any]:
@@ -236,16 +246,19 @@ def bench_latency(model: nn.Module, s: Settings) -> dict[str, float]:
 # ----------------------------------------------------------------------------- training
 @dataclass(frozen=True)
 class TrainVariant:
-    """Training-step settings: memory format, bf16 autocast, how dilated convolutions are computed.
+    """Training-step settings: memory format, bf16 autocast, how dilated convolutions and BatchNorm are computed.
 
     ``nchw_wgrad``: dilated, with their weight gradients in NCHW (the guard alone);
-    ``space_to_batch``: undilated on space-to-batch sub-grids (the training default on CPUs).
+    ``space_to_batch``: undilated on space-to-batch sub-grids (the training default on CPUs);
+    ``aligned_bn``: BatchNorm on rows aligned to the vector width
+    (:class:`lanmsff.training.batch_norm.AlignedRowsBatchNorm2d`, the training default on CPUs).
     """
 
     channels_last: bool
     bf16: bool
     nchw_wgrad: bool = False
     space_to_batch: bool = False
+    aligned_bn: bool = False
 
     @property
     def changes_dilated(self) -> bool:
@@ -260,6 +273,8 @@ TRAIN_VARIANTS = {
     "channels-last + bf16, dilated wgrad NCHW": TrainVariant(True, True, True),
     "channels-last fp32, dilated as space-to-batch": TrainVariant(True, False, space_to_batch=True),
     "channels-last + bf16, dilated as space-to-batch": TrainVariant(True, True, space_to_batch=True),
+    ALIGNED_FP32: TrainVariant(True, False, space_to_batch=True, aligned_bn=True),
+    ALIGNED_BF16: TrainVariant(True, True, space_to_batch=True, aligned_bn=True),
 }
 
 
@@ -274,6 +289,8 @@ def prepare_training(
         use_space_to_batch(model)
     elif variant.nchw_wgrad:
         use_nchw_weight_grads(model)
+    if variant.aligned_bn:
+        use_aligned_rows_batch_norm(model)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
 
@@ -299,8 +316,8 @@ def train_step(
 QUICK_TRAIN_VARIANTS = (
     BASELINE,
     "channels-last fp32",
-    "channels-last fp32, dilated as space-to-batch",
-    "channels-last + bf16, dilated as space-to-batch",
+    ALIGNED_FP32,
+    ALIGNED_BF16,
 )
 
 
@@ -312,6 +329,7 @@ def training_variants(model: nn.Module, *, bf16: bool = True, quick: bool = Fals
         for k, v in TRAIN_VARIANTS.items()
         if (bf16 or not v.bf16)
         and (not v.changes_dilated or has_dilated_convs(model))
+        and (not v.aligned_bn or has_unaligned_batch_norms(model))
         and (not quick or k in QUICK_TRAIN_VARIANTS)
     }
 

@@ -6,7 +6,8 @@ Pairs (ours / TF, same batch, same thread count on both sides):
   TF's ``tf.function`` inference;
 * training at ``--batch`` and at 32 (the authors' batch size): our default training step
   (channels-last, ``precision=auto`` as :func:`lanmsff.runtime.precision.trainer_precision` resolves it,
-  with dilated convolutions as space-to-batch on CPUs, after the allocator tuning ``train.py`` applies) against
+  with dilated convolutions as space-to-batch and BatchNorm on aligned rows on CPUs, after the allocator
+  tuning ``train.py`` applies) against
   TF's ``GradientTape`` step; at 32 also our step through the demo's Lightning loop
   (:mod:`lanmsff.bench.lightning_loop`), so Lightning's overhead shows next to the raw step.
 
@@ -41,16 +42,23 @@ TF_TRAINING = "TF GradientTape step"
 
 # ----------------------------------------------------------------------------- our paths
 def default_train_variant(model: nn.Module, device: torch.device) -> TrainVariant:
-    """Our training default on ``device``: channels-last, ``precision=auto``, dilated convolutions as
-    space-to-batch on a CPU (what ``FERModule`` applies)."""
+    """Our training default on ``device``: channels-last, ``precision=auto``, and on a CPU dilated
+    convolutions as space-to-batch and BatchNorm on aligned rows (what ``FERModule`` applies)."""
     bf16 = str(trainer_precision("auto", "gpu" if device.type == "cuda" else "cpu")).startswith("bf16")
-    return TrainVariant(True, bf16, space_to_batch=device.type == "cpu" and bm.has_dilated_convs(model))
+    cpu = device.type == "cpu"
+    return TrainVariant(
+        True,
+        bf16,
+        space_to_batch=cpu and bm.has_dilated_convs(model),
+        aligned_bn=cpu and bm.has_unaligned_batch_norms(model),
+    )
 
 
 def default_train_label(variant: TrainVariant) -> str:
     precision = "bf16" if variant.bf16 else "fp32"
-    guard = ", dilated as space-to-batch" if variant.space_to_batch else ""
-    return f"ours: training default (channels-last, auto={precision}{guard})"
+    dilated = ", dilated as space-to-batch" if variant.space_to_batch else ""
+    batch_norm = ", BatchNorm on aligned rows" if variant.aligned_bn else ""
+    return f"ours: training default (channels-last, auto={precision}{dilated}{batch_norm})"
 
 
 def _sync(device: torch.device) -> None:

@@ -335,10 +335,16 @@ def pooled_pwfs(x: torch.Tensor) -> torch.Tensor:
     being split). Otherwise, and under tracing, export and ``torch.compile`` (which fuses the
     composed ops itself), it is the composed ops.
     """
-    traced = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-    if x.requires_grad and torch.is_grad_enabled() and not traced:
+    if runs_fused(x):
         return _PooledPWFS.apply(x)
     return pwfs(x).mean(dim=(2, 3))
+
+
+def runs_fused(x: torch.Tensor) -> bool:
+    """Whether a fused training function (an ``autograd.Function`` of ours) computes on ``x``: ``x`` needs a
+    gradient, and no tracer, ONNX exporter or ``torch.compile`` is looking (those see the composed ops)."""
+    traced = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    return x.requires_grad and torch.is_grad_enabled() and not traced
 
 
 class FeatureSelection(nn.Module):
