@@ -187,6 +187,8 @@ def test_aligned_rows_batch_norm_is_used_only_where_it_applies() -> None:
     with torch.no_grad():
         assert not fast.uses_aligned_rows(big)
     assert not fast.eval().uses_aligned_rows(big)
+    bf16_weights = copy.deepcopy(fast).train().bfloat16()  # bf16-true training keeps torch's kernel
+    assert not bf16_weights.uses_aligned_rows(big.detach().bfloat16().requires_grad_())
     _, aligned = _batch_norm_pair(64, torch.float32)
     assert aligned_rows(64) == 1 and not aligned.uses_aligned_rows(
         big[:, :64].contiguous(memory_format=torch.channels_last)

@@ -42,7 +42,8 @@ from torch.autograd.function import once_differentiable
 from lanmsff.models.blocks import runs_fused
 
 ROW_ALIGNMENT = 32  # values: a whole number of vectors for bf16 and fp32 on AVX2 and AVX-512
-DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+DTYPES = (torch.float32, torch.bfloat16, torch.float64)  # of the input
+PARAM_DTYPES = (torch.float32, torch.float64)  # statistics kept at least in fp32, as torch's kernels keep them
 
 
 def aligned_rows(channels: int) -> int:
@@ -116,9 +117,12 @@ class AlignedRowsBatchNorm2d(nn.BatchNorm2d):
     min_elements = 2**19  # smaller batches (LANMSFF's 8x8 maps at batch 64) measured faster in torch's kernel
 
     def uses_aligned_rows(self, x: torch.Tensor) -> bool:
-        """Training with running statistics and a fixed momentum, a channels-last CPU tensor of at least
-        :attr:`min_elements` that needs a gradient, whose channels do not fill whole vectors."""
+        """Training with running statistics, a fixed momentum and fp32 (or float64) parameters, a
+        channels-last CPU tensor of at least :attr:`min_elements` that needs a gradient, whose channels
+        do not fill whole vectors."""
         if not (self.training and self.track_running_stats and self.affine and self.momentum is not None):
+            return False
+        if self.weight.dtype not in PARAM_DTYPES:  # e.g. bf16-true training: torch's kernel
             return False
         if x.device.type != "cpu" or x.dim() != 4 or x.dtype not in DTYPES or x.numel() < self.min_elements:
             return False
