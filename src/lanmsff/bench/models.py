@@ -44,7 +44,7 @@ from lanmsff.models import LANMSFF
 from lanmsff.models.baselines import BASELINES, timm_model
 from lanmsff.models.introspection import count_flops, count_params
 from lanmsff.runtime.precision import autocast_dtype
-from lanmsff.training.batch_norm import aligned_rows, use_aligned_rows_batch_norm
+from lanmsff.training.batch_norm import aligned_rows, is_plain_batch_norm, use_aligned_rows_batch_norm
 from lanmsff.training.dilated_conv import (
     NCHWWeightGradConv2d,
     is_dilated_conv,
@@ -134,7 +134,7 @@ def has_dilated_convs(model: nn.Module) -> bool:
 
 def has_unaligned_batch_norms(model: nn.Module) -> bool:
     """Whether ``model`` has a plain BatchNorm2d whose channels leave a partial vector (``aligned_bn`` changes it)."""
-    return any(type(m) is nn.BatchNorm2d and aligned_rows(m.num_features) > 1 for m in model.modules())
+    return any(is_plain_batch_norm(m) and aligned_rows(m.num_features) > 1 for m in model.modules())
 
 
 def model_costs(model: nn.Module, s: Settings) -> dict[str, Any]:

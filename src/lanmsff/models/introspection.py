@@ -1,9 +1,10 @@
-"""What a model costs (parameters, FLOPs, size) and what it attends to (MassAtt maps)."""
+"""What a model costs (parameters, FLOPs, size), what it attends to (MassAtt maps), and changing the class
+of some of its modules in place."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -76,3 +77,15 @@ def capture_attention(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def retype_modules(model: nn.Module, match: Callable[[nn.Module], bool], cls: type[nn.Module]) -> int:
+    """Give every module of ``model`` that ``match`` accepts the class ``cls`` in place; returns how many.
+
+    ``cls`` must be a subclass that adds no parameters or buffers (parameters, buffers and state-dict
+    keys stay as they are).
+    """
+    matched = [module for module in model.modules() if match(module)]
+    for module in matched:
+        module.__class__ = cls
+    return len(matched)

@@ -40,10 +40,16 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lanmsff.models.blocks import runs_fused
+from lanmsff.models.introspection import retype_modules
 
 ROW_ALIGNMENT = 32  # values: a whole number of vectors for bf16 and fp32 on AVX2 and AVX-512
 DTYPES = (torch.float32, torch.bfloat16, torch.float64)  # of the input
 PARAM_DTYPES = (torch.float32, torch.float64)  # statistics kept at least in fp32, as torch's kernels keep them
+
+
+def is_plain_batch_norm(module: nn.Module) -> bool:
+    """A plain ``nn.BatchNorm2d`` (not a subclass): what :func:`use_aligned_rows_batch_norm` converts."""
+    return type(module) is nn.BatchNorm2d
 
 
 def aligned_rows(channels: int) -> int:
@@ -140,7 +146,4 @@ class AlignedRowsBatchNorm2d(nn.BatchNorm2d):
 
 def use_aligned_rows_batch_norm(model: nn.Module) -> int:
     """Make each plain ``nn.BatchNorm2d`` of ``model`` an :class:`AlignedRowsBatchNorm2d` in place; returns how many."""
-    plain = [module for module in model.modules() if type(module) is nn.BatchNorm2d]
-    for module in plain:
-        module.__class__ = AlignedRowsBatchNorm2d
-    return len(plain)
+    return retype_modules(model, is_plain_batch_norm, AlignedRowsBatchNorm2d)

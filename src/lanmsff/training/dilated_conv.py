@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lanmsff.models.introspection import retype_modules
+
 
 class NCHWWeightGradConv2d(nn.Conv2d):
     """A Conv2d whose weight gradient under CPU autocast is computed in NCHW layout (forward unchanged)."""
@@ -85,17 +87,9 @@ def is_dilated_conv(module: nn.Module) -> bool:
     return type(module) is nn.Conv2d and module.dilation != (1, 1)
 
 
-def _convert_dilated(model: nn.Module, cls: type[nn.Conv2d]) -> int:
-    """Give every dilated ``nn.Conv2d`` of ``model`` the class ``cls`` in place; returns how many."""
-    dilated = [module for module in model.modules() if is_dilated_conv(module)]
-    for module in dilated:
-        module.__class__ = cls
-    return len(dilated)
-
-
 def use_nchw_weight_grads(model: nn.Module) -> int:
     """Turn every dilated ``nn.Conv2d`` of ``model`` into :class:`NCHWWeightGradConv2d` in place; returns how many."""
-    return _convert_dilated(model, NCHWWeightGradConv2d)
+    return retype_modules(model, is_dilated_conv, NCHWWeightGradConv2d)
 
 
 # ----------------------------------------------------------------------------- space-to-batch
@@ -166,4 +160,4 @@ class SpaceToBatchConv2d(NCHWWeightGradConv2d):
 
 def use_space_to_batch(model: nn.Module) -> int:
     """Turn every dilated ``nn.Conv2d`` of ``model`` into :class:`SpaceToBatchConv2d` in place; returns how many."""
-    return _convert_dilated(model, SpaceToBatchConv2d)
+    return retype_modules(model, is_dilated_conv, SpaceToBatchConv2d)
