@@ -18,6 +18,7 @@ from lanmsff.bench import models as bm
 from lanmsff.bench.levers import apply_block_layout
 from lanmsff.inference.folding import count_batchnorm, fold_batchnorm
 from lanmsff.models import LANMSFF
+from lanmsff.training import dilated_conv
 from lanmsff.training.batch_norm import AlignedRowsBatchNorm2d, aligned_rows, use_aligned_rows_batch_norm
 from lanmsff.training.dilated_conv import (
     SpaceToBatchConv2d,
@@ -90,12 +91,16 @@ def test_space_to_batch_equals_the_dilated_convolution(groups, memory_format, di
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
-# Where it is used: on CPUs, under bf16 autocast for every fitting shape, in fp32 only for depthwise
-# convolutions (the measured choice); a shape that cannot be split stays the dilated convolution.
-def test_space_to_batch_is_used_where_it_is_faster_and_fits() -> None:
+# Where it is used: on CPUs, under bf16 autocast for every fitting shape, in fp32 for depthwise
+# convolutions, and for plain ones too where torch runs no AVX-512 kernels (the measured choices); a
+# shape that cannot be split stays the dilated convolution.
+@pytest.mark.parametrize("avx512", [True, False])
+def test_space_to_batch_is_used_where_it_is_faster_and_fits(monkeypatch, avx512) -> None:
+    monkeypatch.setattr(dilated_conv, "cpu_runs_avx512", lambda: avx512)
     x = torch.randn(2, 12, 16, 16)
     depthwise, plain = _dilated_pair(12, (2, 2), (2, 2))[1].float(), _dilated_pair(1, (2, 2), (2, 2))[1].float()
-    assert depthwise.uses_space_to_batch(x) and not plain.uses_space_to_batch(x)
+    assert depthwise.uses_space_to_batch(x)
+    assert plain.uses_space_to_batch(x) is (not avx512)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert depthwise.uses_space_to_batch(x) and plain.uses_space_to_batch(x)
         odd = torch.randn(2, 12, 15, 16)

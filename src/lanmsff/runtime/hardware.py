@@ -50,6 +50,20 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
+@functools.cache
+def cpu_runs_avx512() -> bool:
+    """Whether torch's CPU kernels run at AVX-512 width in this process (the Intel kind; not the AMD kind).
+
+    ``torch.backends.cpu.get_cpu_capability()`` says ``AVX512`` on CPUs with AVX-512 (with or without
+    its BF16 extension) and ``AVX2`` on AVX2-only CPUs such as the AMD EPYC kind. The environment
+    variable ``ATEN_CPU_CAPABILITY=avx2`` lowers it for a process; together with
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's kernels) and ``LANMSFF_NATIVE_BF16=0`` it makes an AVX-512
+    machine take the code paths of an AVX2-only CPU (a stand-in for trying them, not a measurement of
+    that CPU's speed).
+    """
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (``unknown`` where it cannot be read)."""
     with contextlib.suppress(OSError):

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lanmsff.models.introspection import retype_modules
+from lanmsff.runtime.hardware import cpu_runs_avx512
 
 
 class NCHWWeightGradConv2d(nn.Conv2d):
@@ -143,16 +144,22 @@ class SpaceToBatchConv2d(NCHWWeightGradConv2d):
     Measured on the Intel kind (batch 64, LANMSFF's dilated convolutions, forward + backward):
     under bf16 autocast every one of them gains (the depthwise 72-channel one at 32x32 10x, the
     plain ones 1.1-1.6x at 32x32; at 8x8 within 1 ms), so all are computed that way, and no dilated
-    bf16 kernel runs; in fp32 the depthwise ones gain 1.8-1.9x and the plain ones lose 1.1-1.5x
-    (oneDNN's fp32 dilated kernel is fast and right), so only depthwise ones are. Anything else, and
-    every shape :func:`fits_space_to_batch` rejects, is :class:`NCHWWeightGradConv2d`.
+    bf16 kernel runs; in fp32 the depthwise ones gain 1.8-1.9x. In fp32 the plain ones lose 1.1-1.5x
+    where torch runs AVX-512 kernels (oneDNN's fp32 dilated kernel is fast and right there), so
+    there only depthwise ones are computed this way. Without AVX-512 (the AMD kind) oneDNN computes a
+    plain dilated convolution's fp32 weight gradient by im2col and GEMM (``x64:gemm:jit``, about twice
+    the time of its undilated kernel), and space-to-batch was 1.2-1.3x faster for LANMSFF's plain
+    dilated convolutions at batch 32 and 64 (the Intel kind limited to AVX2 by ``ATEN_CPU_CAPABILITY``
+    and ``ONEDNN_MAX_CPU_ISA``, 2026-12-02), so there every fitting one is. Anything else, and every
+    shape :func:`fits_space_to_batch` rejects, is :class:`NCHWWeightGradConv2d`.
     """
 
     def uses_space_to_batch(self, x: torch.Tensor) -> bool:
-        """Whether :meth:`forward` computes ``x`` on sub-grids (CPU, a fitting shape, bf16 autocast or depthwise)."""
+        """Whether :meth:`forward` computes ``x`` on sub-grids: on a CPU, for a fitting shape, under bf16
+        autocast, for a depthwise convolution, or on a CPU without AVX-512 kernels (see the class)."""
         if x.device.type != "cpu" or not fits_space_to_batch(self, x):
             return False
-        return torch.is_autocast_enabled("cpu") or self.groups == self.in_channels
+        return torch.is_autocast_enabled("cpu") or self.groups == self.in_channels or not cpu_runs_avx512()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv2d_space_to_batch(self, x) if self.uses_space_to_batch(x) else super().forward(x)
