@@ -44,13 +44,17 @@ def _check_common(results: dict) -> None:
     assert results["machine"]["cores"] >= 1
 
 
-# The quick bench as this CPU runs it (bf16 where it is native), and as a CPU without native bf16 runs it
-# (forced with LANMSFF_NATIVE_BF16=0): both paths are exercised on every machine kind.
+# The quick bench as this CPU runs it (bf16 where it is native), and as an AVX2-only CPU without native
+# bf16 runs it (LANMSFF_NATIVE_BF16=0 with torch's and oneDNN's kernels limited to AVX2): both paths are
+# exercised on every machine kind, and the limits are recorded and named.
+AVX2_STAND_IN = {NATIVE_BF16_ENV: "0", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("native", ["detected", "0"])
 def test_quick_bench_records_every_measurement(native: str, tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    env = {} if native == "detected" else {NATIVE_BF16_ENV: native}
+    env = {} if native == "detected" else AVX2_STAND_IN
     result = _bench("--quick", "--out", str(out), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Results: {out}" in result.stdout
@@ -72,6 +76,12 @@ def test_quick_bench_records_every_measurement(native: str, tmp_path: Path) -> N
         assert "bf16_loss_check" not in results and "bf16_agreement" not in results
         assert "no native bf16" in results["skipped"]["bf16"]
         assert "bf16 skipped" in result.stderr + result.stdout
+    if native == "0":
+        limits = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        assert results["machine"]["isa_limits"] == limits and results["machine"]["capability"] == "AVX2"
+        assert "kernels limited by ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in result.stdout
+    elif not any(name in os.environ for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")):
+        assert "kernels limited by" not in result.stdout
     _check_versus(results, result.stdout + result.stderr)
 
 

@@ -9,6 +9,9 @@ deterministic), and every convolution's weight gradient equal to a float64 recom
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -110,6 +113,29 @@ def test_space_to_batch_is_used_where_it_is_faster_and_fits(monkeypatch, avx512)
     reference = _dilated_pair(12, (2, 2), (2, 2))[0]
     odd64 = torch.randn(2, 12, 15, 16, dtype=torch.float64)
     torch.testing.assert_close(_dilated_pair(12, (2, 2), (2, 2))[1](odd64), reference(odd64), rtol=0, atol=1e-12)
+
+
+# The run-time decision itself: with torch's kernels limited to AVX2 (as on the AMD kind) a plain dilated
+# convolution is computed on sub-grids in fp32; with this CPU's own kernels it is where they are not AVX-512.
+@pytest.mark.parametrize("capability", ["avx2", None])
+def test_the_avx512_decision_follows_torchs_kernels(capability) -> None:
+    code = (
+        "import torch\n"
+        "from lanmsff.runtime.hardware import cpu_runs_avx512\n"
+        "from lanmsff.training.dilated_conv import SpaceToBatchConv2d\n"
+        "conv = SpaceToBatchConv2d(12, 12, 3, padding=2, dilation=2)\n"
+        "used = conv.uses_space_to_batch(torch.randn(2, 12, 16, 16))\n"
+        "print(torch.backends.cpu.get_cpu_capability(), cpu_runs_avx512(), used)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    if capability:
+        env["ATEN_CPU_CAPABILITY"] = capability
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    kernels, avx512, used = result.stdout.split()
+    assert avx512 == str(kernels.startswith("AVX512")) and used == str(avx512 == "False")
+    if capability:
+        assert kernels == "AVX2"
 
 
 # In bf16 channels-last, where oneDNN's dilated weight-gradient kernel is wrong, the space-to-batch

@@ -158,6 +158,17 @@ BUSY = (
 )
 
 
+def isa_limit_warning(limits: dict[str, str]) -> str | None:
+    """A warning when the run capped torch's or oneDNN's instruction set (``ISA_LIMIT_ENV``)."""
+    if not limits:
+        return None
+    settings = " ".join(f"{name}={value}" for name, value in limits.items())
+    return (
+        f"kernels limited by {settings}: these are the code paths of a smaller CPU on this one, and their "
+        "speed predicts nothing about that CPU (README, Speed: AMD EPYC)"
+    )
+
+
 def busy_warning(load: float, cores: int) -> str | None:
     """A warning when the run shared its cores (1-minute load above the core count)."""
     return BUSY.format(load=load, cores=cores) if load > cores + 0.5 else None
@@ -445,6 +456,8 @@ def print_results(results: dict[str, Any], console: Console) -> None:
         f"[bold]{m['cpu']}[/], {m['cores']} cores, {m['threads']} threads, torch {m['torch']}, "
         f"capability {m['capability']}, native bf16: {m['native_bf16']}, load {m['load_average_start']}"
     )
+    if warning := isa_limit_warning(m.get("isa_limits", {})):
+        console.print(f"[yellow]{warning}[/]")
     for reason in results.get("skipped", {}).values():
         console.print(reason)
     if "gpu" in results:

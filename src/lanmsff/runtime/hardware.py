@@ -15,6 +15,7 @@ import torch
 NATIVE_BF16_ENV = "LANMSFF_NATIVE_BF16"
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 KEY_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni")
+ISA_LIMIT_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # cap torch's and oneDNN's instruction sets
 
 
 @functools.cache
@@ -64,6 +65,11 @@ def cpu_runs_avx512() -> bool:
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
+def isa_limits() -> dict[str, str]:
+    """The variables of :data:`ISA_LIMIT_ENV` set in this process (empty when the kernels use the whole CPU)."""
+    return {name: os.environ[name] for name in ISA_LIMIT_ENV if os.environ.get(name)}
+
+
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (``unknown`` where it cannot be read)."""
     with contextlib.suppress(OSError):
@@ -91,6 +97,7 @@ def cpu_description() -> dict[str, Any]:
         "native_bf16": cpu_has_native_bf16(),
         "bf16_flags": sorted(cpu_flags() & set(BF16_FLAGS)),
         "native_bf16_override": os.environ.get(NATIVE_BF16_ENV) or None,
+        "isa_limits": isa_limits(),
     }
 
 

@@ -82,7 +82,8 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
 
 
 def machine(precision: Any = None) -> dict[str, Any]:
-    """The CPU (model, the flags that matter, native bf16), torch's thread count, the GPUs and the precision used."""
+    """The CPU (model, the flags that matter, native bf16, torch's kernel capability and any instruction-set
+    limits set in the environment), torch's thread count, the GPUs and the precision used."""
     gpus = (
         [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     )
@@ -91,6 +92,8 @@ def machine(precision: Any = None) -> dict[str, Any]:
         "cpu": cpu["cpu"],
         "cpu_flags": cpu["flags"],
         "native_bf16": cpu["native_bf16"],
+        "cpu_capability": cpu["capability"],
+        "isa_limits": cpu["isa_limits"],
         "cores": cpu["cores"],
         "threads": torch.get_num_threads(),
         "gpus": gpus,
