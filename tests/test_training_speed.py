@@ -21,6 +21,7 @@ from lanmsff.bench import models as bm
 from lanmsff.bench.levers import apply_block_layout
 from lanmsff.inference.folding import count_batchnorm, fold_batchnorm
 from lanmsff.models import LANMSFF
+from lanmsff.runtime import hardware
 from lanmsff.training import dilated_conv
 from lanmsff.training.batch_norm import AlignedRowsBatchNorm2d, aligned_rows, use_aligned_rows_batch_norm
 from lanmsff.training.dilated_conv import (
@@ -136,6 +137,24 @@ def test_the_avx512_decision_follows_torchs_kernels(capability) -> None:
     assert avx512 == str(kernels.startswith("AVX512")) and used == str(avx512 == "False")
     if capability:
         assert kernels == "AVX2"
+
+
+# torch.compile's cache under kernel limits is a folder of its own (torch 2.14.1 crashed loading kernels
+# cached under ATEN_CPU_CAPABILITY=avx2 in a process without it); a folder the user chose is kept.
+def test_kernel_limits_get_their_own_inductor_cache(monkeypatch, tmp_path) -> None:
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+
+    default = os.path.abspath(default_cache_dir())
+    monkeypatch.setenv(hardware.INDUCTOR_CACHE_ENV, default)  # (as inductor leaves it after its first use)
+    for name in hardware.ISA_LIMIT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    assert hardware.use_inductor_cache_of_isa_limits() is None and cache_dir() == default
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert hardware.use_inductor_cache_of_isa_limits() == f"{default}-avx2-avx2" == cache_dir()
+    own = str(tmp_path / "inductor")
+    monkeypatch.setenv(hardware.INDUCTOR_CACHE_ENV, own)
+    assert hardware.use_inductor_cache_of_isa_limits() is None and cache_dir() == own
 
 
 # In bf16 channels-last, where oneDNN's dilated weight-gradient kernel is wrong, the space-to-batch

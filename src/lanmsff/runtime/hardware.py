@@ -70,6 +70,33 @@ def isa_limits() -> dict[str, str]:
     return {name: os.environ[name] for name in ISA_LIMIT_ENV if os.environ.get(name)}
 
 
+INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def use_inductor_cache_of_isa_limits() -> str | None:
+    """Point ``torch.compile``'s on-disk cache at a folder of its own while :func:`isa_limits` are set.
+
+    torch 2.14.1's inductor cache does not tell kernels compiled under ``ATEN_CPU_CAPABILITY=avx2``
+    from those compiled for the whole CPU: a later process without the limit loaded them and crashed
+    (SIGABRT or SIGSEGV in ``torch.compile``, on the Intel kind). With a limit set and no folder of the
+    user's own in ``TORCHINDUCTOR_CACHE_DIR``, this sets it to inductor's default folder followed by the
+    limits (e.g. ``/tmp/torchinductor_root-avx2-avx2``). Call it before compiling; returns the folder it
+    set, or ``None`` when it changed nothing.
+    """
+    limits = isa_limits()
+    if not limits:
+        return None
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    default = os.path.abspath(default_cache_dir())
+    given = os.environ.get(INDUCTOR_CACHE_ENV)
+    if given and os.path.abspath(given) != default:
+        return None
+    folder = "-".join([default, *(value.lower() for value in limits.values())])
+    os.environ[INDUCTOR_CACHE_ENV] = folder
+    return folder
+
+
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (``unknown`` where it cannot be read)."""
     with contextlib.suppress(OSError):
