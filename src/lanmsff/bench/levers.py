@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lanmsff.bench.peer import spread, upper_median
-from lanmsff.runtime.hardware import use_inductor_cache_of_isa_limits
+from lanmsff.runtime.hardware import compile_module
 from lanmsff.utils.io import atomic_write_json
 
 LEVERS: dict[str, dict[str, Any]] = {
@@ -94,9 +94,7 @@ def worker(name: str, batch: int, seconds: float, threads: int) -> dict[str, Any
     net, optimizer = bm.prepare_training(model, variant)
     if "nchw_blocks" in lever:
         apply_block_layout(net, lever["nchw_blocks"])
-    if lever.get("compile"):
-        use_inductor_cache_of_isa_limits()
-    run_net = torch.compile(net) if lever.get("compile") else net
+    run_net = compile_module(net) if lever.get("compile") else net
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 1, 64, 64, generator=generator)
     y = torch.randint(0, 7, (batch,), generator=generator)

@@ -49,7 +49,7 @@ from torch import nn
 from lanmsff.errors import ConfigError, check_choice
 from lanmsff.inference.folding import fold_batchnorm, split_name
 from lanmsff.onnx_export import onnxruntime_session
-from lanmsff.runtime.hardware import use_inductor_cache_of_isa_limits
+from lanmsff.runtime.hardware import compile_module
 from lanmsff.runtime.precision import autocast_dtype as autocast_dtype_for
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,7 @@ class OptimizedModel(nn.Module):
         self._traces: dict[tuple, torch.jit.ScriptModule] = {}
         self._compiled: list[Any] = []
         if backend == "compile":
-            use_inductor_cache_of_isa_limits()
-            self._compiled.append(torch.compile(net, dynamic=False, options={"freezing": True}))
+            self._compiled.append(compile_module(net, dynamic=False, options={"freezing": True}))
         self._session = onnxruntime_session(net) if backend == "onnxruntime" else None
 
     @property

@@ -97,6 +97,13 @@ def use_inductor_cache_of_isa_limits() -> str | None:
     return folder
 
 
+def compile_module(module: torch.nn.Module, **options: Any) -> Any:
+    """``torch.compile(module, **options)`` with its cache kept apart under kernel limits
+    (:func:`use_inductor_cache_of_isa_limits`): the one way this package compiles."""
+    use_inductor_cache_of_isa_limits()
+    return torch.compile(module, **options)
+
+
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (``unknown`` where it cannot be read)."""
     with contextlib.suppress(OSError):

@@ -14,7 +14,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lanmsff.errors import ConfigError
-from lanmsff.runtime.hardware import use_inductor_cache_of_isa_limits
+from lanmsff.runtime.hardware import compile_module
 from lanmsff.training.batch_norm import use_aligned_rows_batch_norm
 from lanmsff.training.dilated_conv import use_space_to_batch
 from lanmsff.training.metrics import GroupedAccuracy
@@ -100,9 +100,7 @@ class FERModule(pl.LightningModule):
         # shapes: one graph per batch size met (the full batches, an epoch's last one, evaluation);
         # with automatic dynamic shapes the first short batch turned every later step into a slower
         # dynamic-shape graph (README, Speed: model.compile)
-        if compile:
-            use_inductor_cache_of_isa_limits()
-        self.__dict__["_run_net"] = torch.compile(self.net, dynamic=False) if compile else self.net
+        self.__dict__["_run_net"] = compile_module(self.net, dynamic=False) if compile else self.net
 
         def quality() -> MetricCollection:
             return MetricCollection(
