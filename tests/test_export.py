@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from lanmsff.models import LANMSFF
 from lanmsff.onnx_export import ATOL, export_model_onnx
 from lanmsff.tasks.export import export_onnx
 
-from .conftest import run_script
+from .conftest import ROOT, run_script
 
 
 def test_export_command_writes_a_checked_onnx_file(trained_checkpoint: Path, tmp_path: Path) -> None:
@@ -58,6 +61,25 @@ def test_default_output_is_next_to_the_checkpoint(trained_checkpoint: Path, tmp_
     result = export_onnx(copy)
     assert result.ok and result.checked and Path(result.path) == tmp_path / "best.onnx"
     assert set(result.max_abs_diff) == {"random/b1", "faces/b1", "random/b17", "faces/b17"}
+
+
+# An ONNX file that does not reproduce the PyTorch logits is reported, and the command exits 1 (not 0, not 2).
+def test_a_failed_check_exits_1(trained_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    code = (
+        "import runpy, sys\n"
+        "import lanmsff.tasks.export as task\n"
+        "task.check_onnx = lambda *a, **k: {'random/b1': 0.5, 'faces/b1': 0.0}  # ONNX Runtime off by 0.5\n"
+        f"sys.argv = ['export.py', 'ckpt_path={trained_checkpoint}', 'output={out}']\n"
+        f"runpy.run_path({str(ROOT / 'export.py')!r}, run_name='__main__')\n"
+    )
+    env = {**os.environ, "LANMSFF_ROOT": str(tmp_path), "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "check random batch   1: max |onnxruntime - torch| = 5.00e-01  FAILED" in result.stdout
+    assert "Check FAILED: tolerance 0.0001 on the logits" in result.stdout and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

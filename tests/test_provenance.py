@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from lanmsff.analysis.runs import load_runs
 from lanmsff.compare import main as compare_main
@@ -58,6 +59,9 @@ def test_secrets_on_the_command_line_are_redacted_and_the_environment_is_not_dum
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    # a kernel limit in the environment is recorded (torch read it at import: this process's kernels are unchanged)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     record = provenance(
         overrides=[f"logger.wandb.api_key={SECRET}", "data.fold=3"], seed=1, deterministic=True, precision="32-true"
     )
@@ -69,6 +73,8 @@ def test_secrets_on_the_command_line_are_redacted_and_the_environment_is_not_dum
     )
     assert record["randomness"] == {"seed": 1, "deterministic": True}
     assert record["machine"]["threads"] >= 1 and "native_bf16" in record["machine"]
+    assert record["machine"]["isa_limits"] == {"ATEN_CPU_CAPABILITY": "avx2"}
+    assert record["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 @pytest.mark.slow

@@ -514,9 +514,7 @@ def test_start_script_is_idempotent_and_stop_leaves_nothing_running() -> None:
         assert sorted(pids) == ["mariadbd", "munged", "slurmctld", "slurmd", "slurmdbd"]
         assert all(_alive(pid, name) for name, pid in pids.items()), pids
 
-        started = time.monotonic()
-        again = script("start.sh")
-        assert time.monotonic() - started < 20  # only checks
+        again = script("start.sh")  # finds all five running and starts none
         assert again.stdout.count(": running (pid ") == 5, again.stdout
         assert all(f"(pid {pid})" in again.stdout for pid in pids.values()), again.stdout
         assert _daemon_pids(state) == pids

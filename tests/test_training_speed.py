@@ -23,7 +23,12 @@ from lanmsff.inference.folding import count_batchnorm, fold_batchnorm
 from lanmsff.models import LANMSFF
 from lanmsff.runtime import hardware
 from lanmsff.training import dilated_conv
-from lanmsff.training.batch_norm import AlignedRowsBatchNorm2d, aligned_rows, use_aligned_rows_batch_norm
+from lanmsff.training.batch_norm import (
+    AlignedRowsBatchNorm2d,
+    _AlignedRowsBatchNorm,
+    aligned_rows,
+    use_aligned_rows_batch_norm,
+)
 from lanmsff.training.dilated_conv import (
     SpaceToBatchConv2d,
     conv2d_space_to_batch,
@@ -49,6 +54,19 @@ def _model() -> torch.nn.Module:
 def _losses(model: torch.nn.Module, variant: bm.TrainVariant, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     net, optimizer = bm.prepare_training(model, variant)
     return [float(bm.train_step(net, optimizer, variant, x, y)) for _ in range(STEPS)]
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """Count the calls of ``owner.name`` (a module's function or an autograd Function's static ``forward``)."""
+    calls: list[int] = []
+    original = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, staticmethod(counted) if isinstance(owner, type) else counted)
+    return calls
 
 
 @pytest.mark.parametrize("nchw_blocks", [(0,), (0, 1)])
@@ -134,9 +152,11 @@ def test_the_avx512_decision_follows_torchs_kernels(capability) -> None:
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     kernels, avx512, used = result.stdout.split()
-    assert avx512 == str(kernels.startswith("AVX512")) and used == str(avx512 == "False")
+    assert used == str(avx512 == "False")
     if capability:
-        assert kernels == "AVX2"
+        assert (kernels, avx512) == ("AVX2", "False")
+    elif hardware.cpu_flags():  # torch runs AVX-512 kernels where the CPU has the four extensions they need
+        assert avx512 == str({"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= hardware.cpu_flags())
 
 
 # torch.compile's cache under kernel limits is a folder of its own (torch 2.14.1 crashed loading kernels
@@ -173,11 +193,14 @@ def test_space_to_batch_weight_gradients_are_right_in_bf16_channels_last() -> No
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_space_to_batch_trains_the_same(bf16: bool, data: tuple) -> None:
+def test_space_to_batch_trains_the_same(bf16: bool, data: tuple, monkeypatch) -> None:
     x, y = data
     variant = bm.TrainVariant(True, bf16, space_to_batch=True)
     plain = _losses(_model(), bm.TrainVariant(True, False), x, y)
+    calls = _count_calls(monkeypatch, dilated_conv, "conv2d_space_to_batch")
     fast = _losses(_model(), variant, x, y)
+    # every dilated convolution of each step in bf16 (6), at least the 2 depthwise ones in fp32
+    assert len(calls) >= STEPS * (6 if bf16 else 2)
     tolerance = 2e-2 if bf16 else 1e-4  # bf16 rounds differently from fp32, not a different function
     torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), atol=tolerance, rtol=tolerance)
     audit = bm.audit_conv_weight_grads(_model(), variant, x, y)
@@ -274,6 +297,9 @@ def test_aligned_rows_batch_norm_folds_like_batch_norm() -> None:
     assert use_aligned_rows_batch_norm(net) == count_batchnorm(reference) > 0
     assert list(net.state_dict()) == list(reference.state_dict())
     assert fold_batchnorm(net) == count_batchnorm(reference) and count_batchnorm(net) == 0
+    x = torch.rand(4, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), reference(x), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("bf16", [False, True])
@@ -282,7 +308,10 @@ def test_aligned_rows_batch_norm_trains_the_same(bf16: bool, data: tuple, monkey
     x, y = data
     variant = bm.TrainVariant(True, bf16, space_to_batch=True, aligned_bn=True)
     before = bm.TrainVariant(True, bf16, space_to_batch=True)
-    plain, fast = _losses(_model(), before, x, y), _losses(_model(), variant, x, y)
+    plain = _losses(_model(), before, x, y)
+    calls = _count_calls(monkeypatch, _AlignedRowsBatchNorm, "forward")
+    fast = _losses(_model(), variant, x, y)
+    assert len(calls) == STEPS * count_batchnorm(_model())  # every BatchNorm (12-channel rows: k = 8) of each step
     tolerance = 2e-2 if bf16 else 1e-4
     torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), atol=tolerance, rtol=tolerance)
     net, _ = bm.prepare_training(_model(), variant)
@@ -308,3 +337,26 @@ def test_importing_lanmsff_sets_a_short_openmp_spin_before_torch_loads() -> None
         [sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "5"}, capture_output=True, text=True, check=True
     )
     assert mine.stdout.strip() == "5"  # a user's own setting wins
+
+
+# FERModule (what train.py and eval.py build) trains the network with the CPU's training defaults: every
+# dilated convolution a SpaceToBatchConv2d and every BatchNorm on aligned rows, and a training step of the
+# reference LANMSFF takes both paths (in fp32: the 2 depthwise dilated convolutions on sub-grids where
+# torch runs AVX-512 kernels, all 6 where it does not; all 20 BatchNorms once their sizes are allowed).
+def test_the_lightning_module_trains_with_the_cpu_training_defaults(monkeypatch) -> None:
+    from lanmsff.training import FERModule
+
+    net = {"_target_": "lanmsff.models.LANMSFF"}
+    module = FERModule(net, class_names=list("abcdefg"), channels_last=True).train()  # model.channels_last=true
+    reference = LANMSFF()
+    dilated = sum(dilated_conv.is_dilated_conv(m) for m in reference.modules())
+    assert dilated == 6 and sum(type(m) is SpaceToBatchConv2d for m in module.modules()) == dilated
+    assert sum(type(m) is AlignedRowsBatchNorm2d for m in module.modules()) == count_batchnorm(reference) == 20
+    monkeypatch.setattr(AlignedRowsBatchNorm2d, "min_elements", 0)
+    sub_grids = _count_calls(monkeypatch, dilated_conv, "conv2d_space_to_batch")
+    aligned = _count_calls(monkeypatch, _AlignedRowsBatchNorm, "forward")
+    x, y = torch.rand(2, 1, 64, 64), torch.tensor([0, 3])
+    loss = module.training_step((x, y, torch.zeros(2, dtype=torch.long)), 0)
+    loss.backward()
+    assert len(sub_grids) == (2 if hardware.cpu_runs_avx512() else 6) and len(aligned) == 20
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.net.parameters())
