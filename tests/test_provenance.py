@@ -89,6 +89,7 @@ def test_a_run_records_the_checkout_it_runs_in(repo: Path) -> None:
     assert summary["provenance"]["randomness"] == {"seed": 42, "deterministic": True}
     assert "data.identities=2" in summary["provenance"]["command"]["overrides"]
     assert summary["provenance"]["machine"]["precision"] in ("32-true", "bf16-mixed")
+    assert summary["provenance"]["machine"]["allocator_tuned"] is True  # train.py tunes glibc's allocator
     assert len(summary["data"]["fingerprint"]) == 64 and len(summary["data"]["test_hash"]) == 64
     [ckpt] = path.parent.glob("checkpoints/epoch_*.ckpt")
     import torch

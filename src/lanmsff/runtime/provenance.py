@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from lanmsff.runtime.hardware import cpu_description
+from lanmsff.runtime.hardware import allocator_tuned, cpu_description
 from lanmsff.utils.config import redact_override
 
 PACKAGES = (
@@ -83,7 +83,8 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
 
 def machine(precision: Any = None) -> dict[str, Any]:
     """The CPU (model, the flags that matter, native bf16, torch's kernel capability and any instruction-set
-    limits set in the environment), torch's thread count, the GPUs and the precision used."""
+    limits set in the environment), torch's thread count, whether glibc's allocator was tuned, the GPUs and the
+    precision used."""
     gpus = (
         [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     )
@@ -96,6 +97,7 @@ def machine(precision: Any = None) -> dict[str, Any]:
         "isa_limits": cpu["isa_limits"],
         "cores": cpu["cores"],
         "threads": torch.get_num_threads(),
+        "allocator_tuned": allocator_tuned(),
         "gpus": gpus,
         "precision": None if precision is None else str(precision),
         "platform": platform.platform(),
