@@ -132,6 +132,32 @@ def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None
     assert trainer_precision("32-true", "cpu") == "32-true"
 
 
+# /proc/cpuinfo excerpts of the two CPU kinds (the flags that matter; the Intel kind's "vmx flags" line must
+# not be read as its flags)
+INTEL_CPUINFO = (
+    "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+    "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512dq avx512_bf16 amx_bf16 amx_tile\nvmx flags\t: ept\n"
+)
+AMD_CPUINFO = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC Processor\nflags\t\t: fpu sse2 avx2 fma\n"
+)
+
+
+@pytest.mark.parametrize(("text", "model", "native"), [(INTEL_CPUINFO, "Intel", True), (AMD_CPUINFO, "AMD", False)])
+def test_auto_precision_follows_the_cpus_flags(text: str, model: str, native: bool, monkeypatch) -> None:
+    monkeypatch.delenv(hardware.NATIVE_BF16_ENV, raising=False)
+    monkeypatch.setattr(hardware, "cpuinfo", lambda: text)
+    hardware.cpu_flags.cache_clear()
+    try:
+        assert hardware.cpu_model().startswith(model) and ("avx2" in hardware.cpu_flags())
+        assert hardware.cpu_has_native_bf16() is native
+        assert trainer_precision("auto", "cpu") == ("bf16-mixed" if native else "32-true")
+        assert optimize(LANMSFF(), precision="auto").precision == ("bf16" if native else "fp32")
+        assert hardware.cpu_description()["bf16_flags"] == (["amx_bf16", "avx512_bf16"] if native else [])
+    finally:
+        hardware.cpu_flags.cache_clear()
+
+
 def test_bf16_on_a_cpu_without_it_warns_that_it_is_emulated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(hardware.NATIVE_BF16_ENV, "0")
     assert not hardware.cpu_has_native_bf16()

@@ -46,6 +46,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     "Lightning demo loop": {"lightning": True},
     "Lightning demo loop (no progress bar)": {"lightning": True, "progress_bar": False},
     "Lightning demo loop (OMP_WAIT_POLICY=PASSIVE)": {"lightning": True, "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
+    # the demo augments in the main process (data.num_workers=0): per image with albumentations between steps,
+    # or per batch with torch ops (data.augment_on_device), or in one loader process beside the training threads
+    "Lightning demo loop (augment_on_device)": {"lightning": True, "overrides": ("data.augment_on_device=true",)},
+    "Lightning demo loop (1 loader worker)": {"lightning": True, "overrides": ("data.num_workers=1",)},
 }
 DEFAULT_LEVERS = tuple(k for k in LEVERS if k != "torch.compile(model)" and not LEVERS[k].get("lightning"))
 LIGHTNING_LEVERS = tuple(k for k in LEVERS if LEVERS[k].get("lightning"))
@@ -123,7 +127,8 @@ def lightning_worker(lever: dict[str, Any], seconds: float, tuned: bool) -> dict
     SyntheticKDEFDataModule(LIGHTNING_DATA, identities=LIGHTNING_IDENTITIES, face_crop="box").prepare_data()
     steps = max(4, int(seconds / 0.6))  # about 0.6 s per step on 2 idle cores
     bar = lever.get("progress_bar", True)
-    run = lightning_steps(LIGHTNING_DATA, LIGHTNING_IDENTITIES, steps=steps, progress_bar=bar)
+    overrides = tuple(lever.get("overrides", ()))
+    run = lightning_steps(LIGHTNING_DATA, LIGHTNING_IDENTITIES, steps=steps, progress_bar=bar, overrides=overrides)
     periods = run["periods_s"]
     return {
         "times_s": periods,
@@ -132,10 +137,11 @@ def lightning_worker(lever: dict[str, Any], seconds: float, tuned: bool) -> dict
         "cpu_per_wall": None,
         "images_per_s": run["images_per_s"],
         "threads": torch.get_num_threads(),
-        "variant": {"precision": run["precision"], "progress_bar": run["progress_bar"]},
+        "variant": {"precision": run["precision"], "progress_bar": run["progress_bar"], "overrides": list(overrides)},
         "allocator_tuned": tuned,
         "load_1min": round(os.getloadavg()[0], 2),
         "inside_step_fraction": run["inside_step_fraction"],
+        "between_steps_ms_per_step": run["between_steps_ms_per_step"],
     }
 
 
@@ -177,6 +183,7 @@ def _pool(batch: int, results: list[dict[str, Any]]) -> dict[str, Any]:
         "first_call_s": [r["first_call_s"] for r in good],
         "cpu_per_wall": [r["cpu_per_wall"] for r in good],
         "load_1min": [r["load_1min"] for r in good],
+        "between_steps_ms_per_step": [r.get("between_steps_ms_per_step") for r in good],  # Lightning levers
         "threads": good[0]["threads"],
         "variant": good[0]["variant"],
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import os
@@ -18,17 +17,31 @@ KEY_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_v
 ISA_LIMIT_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # cap torch's and oneDNN's instruction sets
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@functools.cache
+def cpuinfo() -> str:
+    """The text of :data:`CPUINFO` (empty where there is no such file, e.g. off Linux)."""
+    try:
+        return CPUINFO.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def cpuinfo_field(text: str, *names: str) -> str | None:
+    """The value of the first ``name : value`` line of ``/proc/cpuinfo``-style ``text`` named one of ``names``."""
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() in names:
+            return value.strip()
+    return None
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """Feature flags of the first CPU in ``/proc/cpuinfo`` (empty where there is no such file)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+    """Feature flags of the first CPU in ``/proc/cpuinfo`` (``flags`` on x86, ``Features`` on ARM; empty if none)."""
+    return frozenset((cpuinfo_field(cpuinfo(), "flags", "Features") or "").split())
 
 
 def cpu_has_native_bf16() -> bool:
@@ -106,11 +119,7 @@ def compile_module(module: torch.nn.Module, **options: Any) -> Any:
 
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (``unknown`` where it cannot be read)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
+    return cpuinfo_field(cpuinfo(), "model name") or "unknown"
 
 
 def usable_cores() -> int:
