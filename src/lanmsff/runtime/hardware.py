@@ -162,7 +162,7 @@ def warn_if_bf16_emulated(what: str) -> bool:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
-_malloc_tuned = False
+_allocator_tuned = False
 
 
 def tune_glibc_malloc() -> bool:
@@ -177,16 +177,16 @@ def tune_glibc_malloc() -> bool:
     :func:`lanmsff.inference.optimize` does not need it (it runs batches in micro-batches, below
     the threshold).
     """
-    global _malloc_tuned
+    global _allocator_tuned
     try:
         libc = ctypes.CDLL("libc.so.6")
         applied = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     except (OSError, AttributeError):
         return False
-    _malloc_tuned = _malloc_tuned or applied
+    _allocator_tuned = _allocator_tuned or applied
     return applied
 
 
 def allocator_tuned() -> bool:
     """Whether :func:`tune_glibc_malloc` has been applied in this process (``train.py`` applies it)."""
-    return _malloc_tuned
+    return _allocator_tuned
