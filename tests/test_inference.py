@@ -114,7 +114,11 @@ def test_bf16_agrees_with_fp32_on_a_trained_model() -> None:
     heldout = sample_faces(420, seed=1)
     result = bf16_agreement(trained, heldout, torch.arange(420) % 7)
     assert result["accuracy_fp32"] > 1 / 7 + 0.1  # the network has learned something
-    assert result["top1_agreement"] >= 0.99  # 100% here; 99.7% of the demo checkpoint's 1,400 faces
+    assert result["max_abs_prob_diff"] <= 0.01
+    # bf16 may flip only near-ties: every face fp32 decides by more than 0.01 in probability keeps its
+    # class (Intel Xeon kind: all 420 agree; AMD EPYC Zen 5 kind: 6 of 420 flip, each a tie within 0.0005)
+    assert result["top1_agreement_beyond_ties"] == 1.0
+    assert result["top1_agreement"] >= 0.98
     assert abs(result["accuracy_bf16"] - result["accuracy_fp32"]) <= 0.02
     fast = optimize(trained, precision="bf16")
     assert fast.precision == "bf16"

@@ -471,13 +471,24 @@ def train_briefly(
     return net.eval()
 
 
-def bf16_agreement(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
-    """Top-1 agreement of ``optimize(bf16)`` with ``optimize(fp32)`` on ``images`` (and both accuracies)."""
+def bf16_agreement(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None, *, tie: float = 0.01
+) -> dict[str, Any]:
+    """Top-1 agreement of ``optimize(bf16)`` with ``optimize(fp32)`` on ``images`` (and both accuracies).
+
+    ``top1_agreement_beyond_ties`` counts only the images whose two most probable classes differ by
+    more than ``tie`` in fp32 probability (``ties`` of them do not).
+    """
     fp32 = optimize(model, precision="fp32")(images)
     bf16 = optimize(model, precision="bf16")(images)
+    agree = fp32.argmax(1) == bf16.argmax(1)
+    top2 = fp32.softmax(1).topk(2, dim=1).values
+    decided = (top2[:, 0] - top2[:, 1]) > tie
     result = {
         "images": len(images),
-        "top1_agreement": round(float((fp32.argmax(1) == bf16.argmax(1)).float().mean()), 5),
+        "top1_agreement": round(float(agree.float().mean()), 5),
+        "top1_agreement_beyond_ties": round(float(agree[decided].float().mean()), 5) if decided.any() else None,
+        "ties": int((~decided).sum()),
         "max_abs_prob_diff": round(float((fp32.softmax(1) - bf16.softmax(1)).abs().max()), 5),
         "max_abs_logit_diff": round(float((fp32 - bf16).abs().max()), 5),
     }
