@@ -100,7 +100,7 @@ def test_onnxruntime_backend_gives_the_same_logits() -> None:
         optimize(model, precision="bf16", backend="onnxruntime")
 
 
-# Runs where bf16 is native only. On a CPU without it (e.g. the AMD EPYC kind with AVX2 only) oneDNN
+# Runs where bf16 is native only. On a CPU without it (e.g. the AVX2 AMD EPYC kind) oneDNN
 # emulates bf16 with other rounding (0.979 top-1 agreement measured there), precision=auto never uses
 # it, and optimize(precision="bf16") warns; the agreement users get from `auto` is the one checked here.
 @pytest.mark.slow
@@ -143,21 +143,39 @@ INTEL_CPUINFO = (
     "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512dq avx512_bf16 amx_bf16 amx_tile\nvmx flags\t: ept\n"
 )
 AMD_CPUINFO = (
-    "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC Processor\nflags\t\t: fpu sse2 avx2 fma\n"
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nmodel name\t: AMD EPYC Processor\n"
+    "flags\t\t: fpu sse2 avx2 fma\n"
+)
+# the same model name, CPU family 26 (Zen 5): AVX-512 with its BF16 extension, no AMX
+ZEN5_CPUINFO = (
+    "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+    "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw avx512vl avx512_bf16 avx512_vnni avx_vnni\n"
 )
 
 
-@pytest.mark.parametrize(("text", "model", "native"), [(INTEL_CPUINFO, "Intel", True), (AMD_CPUINFO, "AMD", False)])
-def test_auto_precision_follows_the_cpus_flags(text: str, model: str, native: bool, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("text", "model", "cpu_id", "bf16_flags"),
+    [
+        (INTEL_CPUINFO, "Intel", "unknown", ["amx_bf16", "avx512_bf16"]),
+        (AMD_CPUINFO, "AMD", "AuthenticAMD family 23 model 49", []),
+        (ZEN5_CPUINFO, "AMD", "AuthenticAMD family 26 model 2", ["avx512_bf16"]),
+    ],
+)
+def test_auto_precision_follows_the_cpus_flags(
+    text: str, model: str, cpu_id: str, bf16_flags: list, monkeypatch
+) -> None:
     monkeypatch.delenv(hardware.NATIVE_BF16_ENV, raising=False)
     monkeypatch.setattr(hardware, "cpuinfo", lambda: text)
     hardware.cpu_flags.cache_clear()
+    native = bool(bf16_flags)
     try:
         assert hardware.cpu_model().startswith(model) and ("avx2" in hardware.cpu_flags())
         assert hardware.cpu_has_native_bf16() is native
         assert trainer_precision("auto", "cpu") == ("bf16-mixed" if native else "32-true")
         assert optimize(LANMSFF(), precision="auto").precision == ("bf16" if native else "fp32")
-        assert hardware.cpu_description()["bf16_flags"] == (["amx_bf16", "avx512_bf16"] if native else [])
+        description = hardware.cpu_description()
+        assert description["bf16_flags"] == bf16_flags
+        assert description["cpu_id"] == cpu_id  # the two AMD kinds share a model name
     finally:
         hardware.cpu_flags.cache_clear()
 

@@ -13,6 +13,7 @@ import torch
 
 from lanmsff.analysis.runs import load_runs
 from lanmsff.compare import main as compare_main
+from lanmsff.runtime import hardware
 from lanmsff.runtime.provenance import code_revision, provenance
 
 from .conftest import TINY_TRAIN, run_script
@@ -75,6 +76,7 @@ def test_secrets_on_the_command_line_are_redacted_and_the_environment_is_not_dum
     assert record["machine"]["threads"] >= 1 and "native_bf16" in record["machine"]
     assert record["machine"]["isa_limits"] == {"ATEN_CPU_CAPABILITY": "avx2"}
     assert record["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["machine"]["cpu_id"] == hardware.cpu_id()  # tells apart kinds that share a model name
 
 
 @pytest.mark.slow

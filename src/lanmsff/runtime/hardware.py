@@ -66,10 +66,10 @@ def cpu_has_native_bf16() -> bool:
 
 @functools.cache
 def cpu_runs_avx512() -> bool:
-    """Whether torch's CPU kernels run at AVX-512 width in this process (the Intel kind; not the AMD kind).
+    """Whether torch's CPU kernels run at AVX-512 width in this process (Intel and Zen 5 kinds; not the AVX2 AMD one).
 
     ``torch.backends.cpu.get_cpu_capability()`` says ``AVX512`` on CPUs with AVX-512 (with or without
-    its BF16 extension) and ``AVX2`` on AVX2-only CPUs such as the AMD EPYC kind. The environment
+    its BF16 extension) and ``AVX2`` on AVX2-only CPUs such as the AVX2 AMD EPYC kind. The environment
     variable ``ATEN_CPU_CAPABILITY=avx2`` lowers it for a process; together with
     ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's kernels) and ``LANMSFF_NATIVE_BF16=0`` it makes an AVX-512
     machine take the code paths of an AVX2-only CPU (a stand-in for trying them, not a measurement of
@@ -122,6 +122,19 @@ def cpu_model() -> str:
     return cpuinfo_field(cpuinfo(), "model name") or "unknown"
 
 
+def cpu_id() -> str:
+    """Vendor, family and model number from ``/proc/cpuinfo`` (``unknown`` where they cannot be read).
+
+    Tells apart CPUs that share a model name: these VMs show ``AMD EPYC`` both for an AVX2-only kind
+    and for a CPU family 26 (Zen 5) kind with AVX-512 BF16.
+    """
+    text = cpuinfo()
+    vendor, family, model = (cpuinfo_field(text, name) for name in ("vendor_id", "cpu family", "model"))
+    if vendor is None or family is None:
+        return "unknown"
+    return f"{vendor} family {family} model {model}"
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its affinity mask), at least 1."""
     try:
@@ -134,6 +147,7 @@ def cpu_description() -> dict[str, Any]:
     """The CPU as benchmarks and run records report it: model, cores, capability, the flags that matter, bf16."""
     return {
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "cores": usable_cores(),
         "capability": torch.backends.cpu.get_cpu_capability(),
         "flags": sorted(cpu_flags() & set(KEY_FLAGS)),

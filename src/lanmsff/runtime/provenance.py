@@ -91,6 +91,7 @@ def machine(precision: Any = None) -> dict[str, Any]:
     cpu = cpu_description()
     return {
         "cpu": cpu["cpu"],
+        "cpu_id": cpu["cpu_id"],
         "cpu_flags": cpu["flags"],
         "native_bf16": cpu["native_bf16"],
         "cpu_capability": cpu["capability"],
