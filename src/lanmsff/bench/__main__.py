@@ -454,8 +454,8 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     m = results["machine"]
     console.print(
         f"[bold]{m['cpu']}[/] ({m.get('cpu_id', 'unknown')}), {m['cores']} cores, {m['threads']} threads, "
-        f"torch {m['torch']}, "
-        f"capability {m['capability']}, native bf16: {m['native_bf16']}, load {m['load_average_start']}"
+        f"torch {m['torch']}, capability {m['capability']}, native bf16: {m['native_bf16']}, "
+        f"load {m['load_average_start']}"
     )
     if warning := isa_limit_warning(m.get("isa_limits", {})):
         console.print(f"[yellow]{warning}[/]")

@@ -482,14 +482,15 @@ def bf16_agreement(
     fp32 = optimize(model, precision="fp32")(images)
     bf16 = optimize(model, precision="bf16")(images)
     agree = fp32.argmax(1) == bf16.argmax(1)
-    top2 = fp32.softmax(1).topk(2, dim=1).values
+    fp32_probs = fp32.softmax(1)
+    top2 = fp32_probs.topk(2, dim=1).values
     decided = (top2[:, 0] - top2[:, 1]) > tie
     result = {
         "images": len(images),
         "top1_agreement": round(float(agree.float().mean()), 5),
         "top1_agreement_beyond_ties": round(float(agree[decided].float().mean()), 5) if decided.any() else None,
         "ties": int((~decided).sum()),
-        "max_abs_prob_diff": round(float((fp32.softmax(1) - bf16.softmax(1)).abs().max()), 5),
+        "max_abs_prob_diff": round(float((fp32_probs - bf16.softmax(1)).abs().max()), 5),
         "max_abs_logit_diff": round(float((fp32 - bf16).abs().max()), 5),
     }
     if labels is not None:
