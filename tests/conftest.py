@@ -17,11 +17,11 @@ from lanmsff.utils.config import CONF_DIR
 ROOT = Path(__file__).resolve().parents[1]
 CONF = CONF_DIR
 
-# The smallest training run of the suite: 2 synthetic people, a narrow LANMSFF, one epoch, CSV logs only.
+# The smallest training run of the suite: 4 synthetic people (2 folds), a narrow LANMSFF, one epoch, CSV logs only.
 # Later overrides win, so tests append what they change (e.g. "data.identities=4").
 TINY_TRAIN = (
     "data=kdef_synthetic",
-    "data.identities=2",
+    "data.identities=4",  # 2 test people, 1 validation and 1 training person (person-independent)
     "data.num_folds=2",
     "model.net.widths=[12,12,12,12]",
     "trainer.max_epochs=1",

@@ -193,7 +193,7 @@ def test_splits_are_deterministic_and_seeded() -> None:
     ("kwargs", "message"),
     [
         ({"fold": 10}, r"data.fold=10 must satisfy 0 <= fold < data.num_folds=10"),
-        ({"protocol": "loso"}, "data.protocol='loso' is not valid; allowed values: 'stratified', 'subject'"),
+        ({"protocol": "loso"}, "data.protocol='loso' is not valid; allowed values: 'subject', 'stratified'"),
         ({"protocol": "cross_pose", "train_angles": ["S"], "test_angles": ["S", "FL"]}, "overlaps data.train_angles"),
         (
             {"protocol": "cross_pose", "train_angles": ["S"], "test_angles": ["XX"]},
@@ -209,8 +209,10 @@ def test_impossible_splits_name_the_key(kwargs: dict, message: str) -> None:
 def test_splits_cli(tiny_tree: Path) -> None:
     result = run_cli("splits", str(tiny_tree), "--protocol", "subject", "--num-folds", "4", "--fold", "1", "--json")
     assert result.returncode == 0, result.stderr
-    parts = json.loads(result.stdout)
-    assert set(parts) == {"train", "val", "test"} and sum(len(v) for v in parts.values()) == 280
+    listing = json.loads(result.stdout)
+    assert set(listing) == {"train", "val", "test", "test_hash", "protocol_version", "skipped"}
+    parts = {k: listing[k] for k in ("train", "val", "test")}
+    assert sum(len(v) for v in parts.values()) == 280 and listing["skipped"] == 0
     assert all(p.count("/") == 1 and p.endswith(".JPG") for v in parts.values() for p in v)  # e.g. AF01/AF01ANS.JPG
     people = {k: {p[1:4] for p in v} for k, v in parts.items()}
     assert len(people["test"]) == 1 and not people["test"] & people["train"]
@@ -227,6 +229,33 @@ def test_datamodule_drops_defective_files_and_keeps_subjects_apart(defect_tree: 
     assert sizes["train"] + sizes["val"] + sizes["test"] == 346 and sizes["skipped"] == 10 and sizes["renamed"] == 2
     assert not set(dm.subjects["test"]) & (set(dm.subjects["train"]) | set(dm.subjects["val"]))
     assert "AF01/AF01NEHL.JPG" not in dm.test_files
+
+
+@pytest.mark.parametrize("protocol", ["subject", "stratified"])
+def test_one_file_list_for_check_splits_and_training(defect_tree: Path, tmp_path: Path, protocol: str) -> None:
+    """check, splits and training see the same images: unusable files are out before folds are assigned."""
+    unusable = {f for f, reason in EXPECTED_SKIPPED.items() if reason.endswith(("dark)", "image", "marker)", "file"))}
+    assert len(unusable) == 4  # black placeholder, undecodable, truncated, zero-byte
+    check = json.loads(run_cli("check", str(defect_tree), "--json", "--face-crop", "box").stdout)
+    options = ("--protocol", protocol, "--num-folds", "3", "--fold", "1", "--seed", "7")
+    result = run_cli("splits", str(defect_tree), *options, "--json", "--cache-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    listed = [f for part in ("train", "val", "test") for f in listing[part]]
+    assert len(listed) == len(set(listed)) == check["images"] == 346
+    assert not unusable & set(listed) and listing["skipped"] == len(check["skipped"]) == 10
+    dm = KDEFDataModule(
+        defect_tree, protocol=protocol, num_folds=3, fold=1, seed=7, face_crop="box", cache_dir=tmp_path
+    )
+    dm.setup()
+    info = dm.describe()
+    assert info["test_hash"] == listing["test_hash"] and info["protocol_version"] == listing["protocol_version"] == 2
+    assert sorted(dm.test_files) == listing["test"] and info["test"] == len(listing["test"])
+    assert info["train_images"] + info["val"] == len(listing["train"]) + len(listing["val"])
+    assert info["identities_shared"] is (protocol == "stratified")
+    cached = list(tmp_path.glob("kdef_usable_*.json"))
+    screened = unusable - {"BM01/BM01ANFL.JPG"}  # the indexer already skips zero-byte files by their size
+    assert len(cached) == 1 and set(json.loads(cached[0].read_text())["unusable"]) == screened
 
 
 def test_angles_restrict_the_dataset(tiny_tree: Path, tmp_path: Path) -> None:

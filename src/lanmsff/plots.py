@@ -58,6 +58,31 @@ def confusion_matrix_figure(
     return matrix_figure(rates, class_names, text, title=title)
 
 
+def confusion_matrices_figure(
+    confusions: Mapping[str, Any], class_names: Sequence[str], *, title: str = "Confusion matrix per pose"
+) -> plt.Figure:
+    """One row-normalised confusion matrix per group (pose) side by side, a shared colour scale, recall on the
+    diagonal as text."""
+    names = list(confusions)
+    n = len(class_names)
+    fig, axes = plt.subplots(1, len(names), figsize=(0.6 + 0.42 * n * len(names), 1.2 + 0.42 * n), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        counts = np.asarray(confusions[name], dtype=float)
+        rates = counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None)
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        for i in range(n):
+            ax.text(i, i, f"{rates[i, i]:.0%}", ha="center", va="center", fontsize=6,
+                    color="white" if rates[i, i] > 0.55 else "black")  # fmt: skip
+        ax.set_xticks(range(n), class_names if ax is axes[0][0] else [""] * n, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), class_names if ax is axes[0][0] else [""] * n, fontsize=7)
+        ax.set_title(f"{name} ({int(counts.sum())})", fontsize=9)
+    axes[0][0].set_ylabel("true")
+    axes[0][0].set_xlabel("predicted")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def group_accuracy_figure(
     accuracy: Mapping[str, float], *, overall: float | None = None, title: str = "Test accuracy per pose"
 ) -> plt.Figure:

@@ -7,7 +7,9 @@ defined here. This module imports nothing heavy (no torch), so that reading reco
 Schema versions: 1 = files written before ``schema_version`` existed (read as version 1); 2 adds
 ``schema_version``; 3 adds ``provenance`` (code revision, environment, command, machine, randomness;
 :mod:`lanmsff.runtime.provenance`) and the data fingerprints in ``data``. Readers accept every version
-up to :data:`SCHEMA_VERSION`.
+up to :data:`SCHEMA_VERSION`. 4 adds ``selection``, ``data.identities_shared``,
+``data.protocol_version`` (the data layer's file-list and fold rule), UAR and per-class recall
+metrics and ``confusion_matrix_per_group``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, TypedDict
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CHECKPOINT_KEY = "lanmsff"  # checkpoint[CHECKPOINT_KEY] = {"version": package version, "config": run config}
 STATUSES = ("running", "ok", "failed", "interrupted")
 
@@ -46,14 +48,20 @@ class RunSummary(TypedDict, total=False):
     params: int | None
     flops: int | None  # forward FLOPs per image
     model_size_mb: float | None
-    metrics: dict[str, float]  # test/acc, test/f1_macro, test/acc_<POSE>, val/acc_best, ...
+    # test/acc, test/f1_macro, test/uar, test/acc_<POSE>, test/uar_<POSE>, test/recall_<class>, val/acc_best, ...
+    metrics: dict[str, float]
     best_ckpt: str | None
     duration_s: float | None
-    data: dict[str, Any]  # split sizes, classes, groups, protocol, fingerprint, test_hash, ...
+    # split sizes, classes, groups, protocol, protocol_version, identities_shared, fingerprint, test_hash, ...
+    data: dict[str, Any]
+    # what chose the epoch, LR schedule and tested weights: "validation", or "test-fold" (data.protocol=paper)
+    selection: str
+    hparams_tuned_on_fold: int  # tuned_on_fold=N: hyper-parameters tuned on fold N's validation people
     provenance: dict[str, Any]  # code revision, package versions, command line, machine, seed and determinism
     resumed_from: str | None
     world_size: int
     confusion_matrix: list[list[int]]
+    confusion_matrix_per_group: dict[str, list[list[int]]]  # per pose (KDEF angle)
     test_checkpoint: dict[str, Any]  # which weights were tested: {"choice": best | last, "path": ...}
     temperature: float  # calibrate=temperature: the temperature fitted on the validation split
     cross_test: dict[str, Any]  # per other dataset: shared classes, unmapped classes, images left out

@@ -31,15 +31,18 @@ from lanmsff.data.faces import (
     FaceDetector,
     UnreadableImage,
     check_detector,
+    check_not_placeholder,
     make_detector,
     preprocess_file,
+    read_image,
 )
-from lanmsff.data.kdef import KDEFRecord
-from lanmsff.utils.io import atomic_write
+from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
+from lanmsff.utils.io import atomic_write, atomic_write_json
 from lanmsff.utils.progress import track
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
+SCREEN_VERSION = 1  # of the usability rule (screen_file); a change rebuilds every screening cache file
 _IN_PROCESS_BELOW = 64  # files; fewer are not worth starting worker processes
 
 
@@ -121,14 +124,17 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _build(root: Path, records: Sequence[KDEFRecord], job: Job, workers: int) -> FaceArray:
-    jobs = [replace(job, path=str(root / r.path), angle=r.name.angle) for r in records]
-    description = f"Preprocessing {len(jobs)} faces"
+def _map(work: Any, jobs: Sequence[Any], workers: int, description: str) -> list[Any]:
+    """``work`` over ``jobs`` in worker processes (in this one for few jobs), with a progress bar."""
     if workers > 1 and len(jobs) >= _IN_PROCESS_BELOW:
         with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-            results = list(track(pool.map(_work, jobs, chunksize=16), total=len(jobs), description=description))
-    else:
-        results = list(track(map(_work, jobs), total=len(jobs), description=description))
+            return list(track(pool.map(work, jobs, chunksize=16), total=len(jobs), description=description))
+    return list(track(map(work, jobs), total=len(jobs), description=description))
+
+
+def _build(root: Path, records: Sequence[KDEFRecord], job: Job, workers: int) -> FaceArray:
+    jobs = [replace(job, path=str(root / r.path), angle=r.name.angle) for r in records]
+    results = _map(_work, jobs, workers, f"Preprocessing {len(jobs)} faces")
     images, paths, methods, failures = [], [], [], {}
     for record, (image, note) in zip(records, results, strict=True):
         if image is None:
@@ -212,3 +218,58 @@ def files_fingerprint(paths: Sequence[str | Path], params: dict[str, Any]) -> st
     """A fingerprint of data read from whole files (FER-2013's CSVs): name, size and mtime of each, and the
     settings that change what is read from them."""
     return _fingerprint(params, [(path.name, path) for path in sorted(Path(p) for p in paths)])
+
+
+def screen_file(path: str | Path) -> str | None:
+    """Why the image at ``path`` cannot be used (``None`` when it can): the one usability rule.
+
+    The file is decoded as preprocessing decodes it (grayscale, at half size) and checked for the
+    black placeholder images of some KDEF copies; see :func:`lanmsff.data.faces.decode_image` for
+    zero-byte, truncated and undecodable files.
+    """
+    try:
+        check_not_placeholder(read_image(path, reduce=2))
+    except UnreadableImage as err:
+        return str(err)
+    return None
+
+
+def screen_records(
+    root: Path, records: Sequence[KDEFRecord], *, cache_dir: str | Path | None = None, workers: int | None = None
+) -> dict[str, str]:
+    """``{path: reason}`` of the records whose image cannot be used (:func:`screen_file`).
+
+    The answer is cached as ``<cache_dir>/kdef_usable_<key>.json``, keyed like the preprocessing cache
+    on the file list (paths, sizes, modification times) and :data:`SCREEN_VERSION`.
+    """
+    key = _fingerprint({"screen": SCREEN_VERSION}, [(r.path, root / r.path) for r in sorted(records, key=_path)])
+    path = Path(cache_dir) / f"kdef_usable_{key[:24]}.json" if cache_dir else None
+    if path is not None and path.exists():
+        try:
+            stored = json.loads(path.read_text())
+            if stored["key"] == key and isinstance(stored["unusable"], dict):
+                return dict(stored["unusable"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("Screening cache %s cannot be trusted (%s); screening again", path, err)
+    workers = workers or len(os.sched_getaffinity(0))
+    reasons = _map(screen_file, [str(root / r.path) for r in records], workers, f"Checking {len(records)} images")
+    unusable = {r.path: reason for r, reason in zip(records, reasons, strict=True) if reason is not None}
+    if path is not None:
+        atomic_write_json(path, {"key": key, "unusable": unusable})
+    return unusable
+
+
+def _path(record: KDEFRecord) -> str:
+    return record.path
+
+
+def usable_index(root: str | Path, *, cache_dir: str | Path | None = None) -> KDEFIndex:
+    """The images of a KDEF copy that every command uses: indexed, screened, the unusable ones listed.
+
+    ``lanmsff-data check``, ``lanmsff-data splits``, training and evaluation all start here, so that
+    they count the same images and assign folds over the same list. Records whose image cannot be
+    used move to :attr:`KDEFIndex.skipped` with the reason, before any fold is assigned.
+    """
+    index = index_kdef(root)
+    index.drop(screen_records(index.root, index.records, cache_dir=cache_dir))
+    return index

@@ -3,6 +3,8 @@
     lanmsff-data [--quiet] check ROOT [--json]     what was found, skipped and renamed (decodes every image)
     lanmsff-data [--quiet] splits ROOT --protocol subject --num-folds 10 --fold 3 [--json]
 
+Both see exactly the images training uses (:func:`lanmsff.data.cache.usable_index`): unusable files are
+screened out before folds are assigned. ``--cache-dir`` reuses the screening of an earlier command.
 With ``--json`` standard output holds only the JSON; progress bars and warnings go to standard error.
 
 Exit status: 0 on success, 2 when nothing usable was found or an argument is wrong.
@@ -20,21 +22,28 @@ from dataclasses import fields
 from rich.console import Console
 from rich.table import Table
 
-from lanmsff.data.cache import preprocess_records
+from lanmsff.data.cache import preprocess_records, usable_index
 from lanmsff.data.faces import DEFAULT_MARGIN, FACE_CROP_MODES, FACE_DETECTORS
-from lanmsff.data.kdef import index_kdef
 from lanmsff.data.kdef_names import ANGLES
-from lanmsff.data.splits import PAPER_WARNING, PROTOCOLS, SplitSpec, split_records
+from lanmsff.data.splits import (
+    DATA_PROTOCOL_VERSION,
+    PAPER_WARNING,
+    PROTOCOLS,
+    STRATIFIED_WARNING,
+    SplitSpec,
+    assignment_hash,
+    split_records,
+)
 from lanmsff.errors import EXIT_USER_ERROR, UserError, check_choice
 from lanmsff.utils.progress import set_quiet
 
 
 def check(root: str, *, face_crop: str, face_detector: str, cache_dir: str | None, as_json: bool) -> int:
-    index = index_kdef(root)
+    index = usable_index(root, cache_dir=cache_dir)
     faces = preprocess_records(
         index.root, index.records, mode=face_crop, margin=DEFAULT_MARGIN, detector=face_detector, cache_dir=cache_dir
     )
-    index.drop(faces.failures)
+    index.drop(faces.failures)  # none after the screening; listed, never hidden, if it ever disagreed
     report = {**index.report(), "face_crops": faces.crop_counts()}
     if as_json:
         print(json.dumps(report, indent=2))
@@ -71,13 +80,19 @@ def splits(args: argparse.Namespace) -> int:
         check_choice("--angles", angle, ANGLES)
     if spec.protocol == "paper":
         print(f"warning: {PAPER_WARNING}", file=sys.stderr)
+    elif spec.identities_shared:
+        print(f"warning: {STRATIFIED_WARNING}", file=sys.stderr)
+    index = usable_index(args.root, cache_dir=args.cache_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # said above, once
-        records, split = split_records(index_kdef(args.root), spec, args.angles)
+        records, split = split_records(index, spec, args.angles)
     parts = {name: sorted(records[i].path for i in getattr(split, name)) for name in ("train", "val", "test")}
     if args.json:
-        print(json.dumps(parts, indent=2))
+        extra = {"test_hash": assignment_hash(parts["test"]), "protocol_version": DATA_PROTOCOL_VERSION}
+        print(json.dumps({**parts, **extra, "skipped": len(index.skipped)}, indent=2))
         return 0
+    if index.skipped:
+        print(f"{len(index.skipped)} files skipped (lanmsff-data check lists them)")
     for name, files in parts.items():
         subjects = sorted({records[i].subject for i in getattr(split, name)})
         print(f"{name}: {len(files)} images, {len(subjects)} subjects: {' '.join(subjects)}")
@@ -89,7 +104,7 @@ def _angles(text: str) -> list[str]:
 
 
 SPLIT_HELP = {
-    "protocol": "stratified | subject | cross_pose | paper",
+    "protocol": "subject (person-independent) | stratified (same people in train and test) | cross_pose | paper",
     "train_angles": "cross_pose, e.g. S,HL,HR",
     "test_angles": "cross_pose, e.g. FL,FR",
 }
@@ -121,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     splitter.add_argument("root")
     _add_split_options(splitter)
     splitter.add_argument("--angles", type=_angles, default=None, help="keep only these angles, e.g. S,HL,HR")
-    splitter.add_argument("--json", action="store_true", help="print {train: [...], val: [...], test: [...]}")
+    splitter.add_argument("--cache-dir", default=None, help="reuse/write the screening of the images here")
+    splitter.add_argument(
+        "--json", action="store_true", help="print {train: [...], val: [...], test: [...], test_hash, ...}"
+    )
     return parser
 
 

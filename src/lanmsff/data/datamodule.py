@@ -18,15 +18,24 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lanmsff.data.cache import preprocess_records
+from lanmsff.data.cache import preprocess_records, usable_index
 from lanmsff.data.device_augment import augment_batch
 from lanmsff.data.faces import DEFAULT_MARGIN, LEGACY_FACE_DETECTOR, check_detector, normalise_crop_mode
-from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
+from lanmsff.data.kdef import KDEFIndex, KDEFRecord
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
-from lanmsff.data.splits import PAPER_WARNING, Split, SplitSpec, assignment_hash, split_records
+from lanmsff.data.splits import (
+    DATA_PROTOCOL_VERSION,
+    DEFAULT_PROTOCOL,
+    PAPER_WARNING,
+    STRATIFIED_WARNING,
+    Split,
+    SplitSpec,
+    assignment_hash,
+    split_records,
+)
 from lanmsff.data.synthetic import generate
 from lanmsff.data.transforms import check_augment, offline_expand, train_transform
-from lanmsff.errors import ConfigError, check_choice
+from lanmsff.errors import ConfigError, UserError, check_choice
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +232,7 @@ class KDEFDataModule(FERDataModule):
         face_detector: str = LEGACY_FACE_DETECTOR,
         face_align: bool = False,
         cache_dir: str | Path | None = None,
-        protocol: str = "stratified",
+        protocol: str = DEFAULT_PROTOCOL,
         num_folds: int = 10,
         fold: int = 0,
         seed: int = 0,
@@ -268,10 +277,13 @@ class KDEFDataModule(FERDataModule):
         self.crop_counts: dict[str, int] = {}
 
     def split(self) -> tuple[KDEFIndex, list[KDEFRecord], Split]:
-        """Index the copy and split it (file names only, no decoding); records are those of the angles used."""
-        index = index_kdef(self.root)
+        """The usable images of the copy (:func:`lanmsff.data.cache.usable_index`) and their split; records
+        are those of the angles used."""
+        index = usable_index(self.root, cache_dir=self.cache_dir)
         if self.spec.protocol == "paper":
             log.warning(PAPER_WARNING)
+        elif self.spec.identities_shared:
+            log.warning(STRATIFIED_WARNING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             records, split = split_records(index, self.spec, self.angles)
@@ -291,7 +303,12 @@ class KDEFDataModule(FERDataModule):
             align=self.face_align,
             cache_dir=self.cache_dir,
         )
-        index.drop(faces.failures)
+        if faces.failures:  # the screening and the preprocessing disagree: never drop images silently
+            path, reason = next(iter(sorted(faces.failures.items())))
+            raise UserError(
+                f"{len(faces.failures)} images passed the screening but failed preprocessing, e.g. "
+                f"{index.root / path}: {reason}; delete the cache files under {self.cache_dir} and retry"
+            )
         if index.skipped:
             log.warning(
                 "KDEF: %d files skipped, e.g. %s (run lanmsff-data check for the list)",
@@ -311,15 +328,14 @@ class KDEFDataModule(FERDataModule):
             )
 
         def part(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            kept = [records[i] for i in indices if records[i].path not in faces.failures]
+            kept = [records[i] for i in indices]
             rows = faces.rows([r.path for r in kept])
             labels = np.array([r.name.label for r in kept], np.int64)
             groups = np.array([r.name.angle_index for r in kept], np.int64)
             return faces.images[rows], labels, groups
 
         self._set_datasets(part(split.train), part(split.val), part(split.test))
-        test = [records[i] for i in split.test if records[i].path not in faces.failures]
-        self.test_files = [r.path for r in test]
+        self.test_files = [records[i].path for i in split.test]
         self.subjects = {
             name: sorted({records[i].subject for i in getattr(split, name)}) for name in ("train", "val", "test")
         }
@@ -328,7 +344,13 @@ class KDEFDataModule(FERDataModule):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(
-            protocol=self.spec.protocol, fold=self.spec.fold, num_folds=self.spec.num_folds, root=str(self.root)
+            protocol=self.spec.protocol,
+            protocol_version=DATA_PROTOCOL_VERSION,
+            identities_shared=self.spec.identities_shared,
+            selection=self.spec.selection,
+            fold=self.spec.fold,
+            num_folds=self.spec.num_folds,
+            root=str(self.root),
         )
         if self.index is not None:
             info["subjects"] = {k: len(v) for k, v in self.subjects.items()}

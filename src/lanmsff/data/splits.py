@@ -1,8 +1,9 @@
 """Evaluation protocols: deterministic k-fold splits into train / val / test.
 
-* ``stratified``: image-level k-fold, stratified by expression x angle (what most papers do);
-* ``subject``: person-independent k-fold; folds are groups of subjects (both sessions together),
-  dealt per gender so that folds are balanced;
+* ``subject`` (the default): person-independent k-fold; folds are groups of subjects (both sessions
+  together), dealt per gender so that folds are balanced;
+* ``stratified``: image-level k-fold, stratified by expression x angle (what most papers do): the
+  same people are in train, validation and test, so its numbers measure recognition of known faces;
 * ``cross_pose``: person-independent folds, training on ``train_angles`` and testing on
   ``test_angles``;
 * ``paper``: the authors' practice, validation = test fold (early stopping and checkpoint choice
@@ -10,7 +11,9 @@
 
 Except for ``paper``, validation is carved from the training part only (by subject where the
 protocol is person-independent). Every assignment depends only on the records' keys and the
-seed, never on the order in which files were listed.
+seed, never on the order in which files were listed. Folds are assigned over the usable images
+only (:func:`lanmsff.data.cache.usable_index`), so every command sees the same list; runs record
+:data:`DATA_PROTOCOL_VERSION` so that runs split under another rule are never pooled.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ from lanmsff.data.kdef import KDEFIndex
 from lanmsff.data.kdef_names import ANGLES, KDEFName
 from lanmsff.errors import ConfigError, check_choice
 
-PROTOCOLS = ("stratified", "subject", "cross_pose", "paper")
+PROTOCOLS = ("subject", "stratified", "cross_pose", "paper")
+DEFAULT_PROTOCOL = "subject"
+# 2: folds assigned after unusable images are removed (1: from file names, unusable images dropped after)
+DATA_PROTOCOL_VERSION = 2
+STRATIFIED_WARNING = (
+    "data.protocol=stratified splits images, not people: the same people are in train, validation and "
+    "test, so its numbers measure recognition of faces the model has seen (recorded as "
+    "data.identities_shared=true). Use data.protocol=subject (the default) for a person-independent estimate."
+)
 PAPER_WARNING = (
     "data.protocol=paper uses the test fold for validation (early stopping, LR schedule and checkpoint "
     "choice), as the authors' code does; its test numbers are optimistic. Use protocol=subject for an "
@@ -67,7 +78,7 @@ class SplitSpec:
     """Which split of a KDEF copy a run uses: the protocol and its settings (the ``data.*`` keys).
 
     Args:
-        protocol: ``stratified``, ``subject``, ``cross_pose`` or ``paper`` (see the module docstring).
+        protocol: ``subject`` (default), ``stratified``, ``cross_pose`` or ``paper`` (module docstring).
         num_folds: number of folds (at least 2).
         fold: the test fold, ``0 <= fold < num_folds``.
         seed: the seed of the fold assignment.
@@ -77,7 +88,7 @@ class SplitSpec:
     Settings no split can satisfy raise :class:`ConfigError` naming the ``data.*`` key.
     """
 
-    protocol: str = "stratified"
+    protocol: str = DEFAULT_PROTOCOL
     num_folds: int = 10
     fold: int = 0
     seed: int = 0
@@ -121,6 +132,16 @@ class SplitSpec:
         """Whether no person is in two of train, validation and test."""
         return self.protocol in ("subject", "cross_pose")
 
+    @property
+    def identities_shared(self) -> bool:
+        """Whether the same people appear in training and test (``stratified``, ``paper``)."""
+        return not self.person_independent
+
+    @property
+    def selection(self) -> str:
+        """Which data chose the epoch, the LR schedule and the checkpoint: ``test-fold`` for ``paper``."""
+        return "test-fold" if self.protocol == "paper" else "validation"
+
 
 def _folds(names: Sequence[KDEFName], spec: SplitSpec) -> tuple[list[Hashable], dict[Hashable, int]]:
     """The unit of each record (its subject, or its index) and the fold of every unit."""
@@ -141,6 +162,11 @@ def _folds(names: Sequence[KDEFName], spec: SplitSpec) -> tuple[list[Hashable], 
 def _validation_units(names: Sequence[KDEFName], spec: SplitSpec, rest: list[Hashable]) -> set[Hashable]:
     """The units of the training part that validate: one of ``1 / val_fraction`` groups, dealt per stratum."""
     parts = max(2, round(1.0 / spec.val_fraction))
+    if spec.person_independent and len(rest) < 2:
+        raise ConfigError(
+            f"data.protocol={spec.protocol} with data.num_folds={spec.num_folds} leaves {len(rest)} person outside "
+            "the test fold: validation and training need different people; use more people or fewer folds"
+        )
     if spec.person_independent:
         strata = [str(u)[0] for u in rest]  # the gender letter of the subject
     else:

@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lanmsff.checkpoints import load_module
 from lanmsff.data.datamodule import FERDataModule
@@ -60,8 +60,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         module, checkpoint = load_module(cfg.ckpt_path)
         data_cfg = eval_data_config(cfg, checkpoint)
         run.summary["config"]["data"] = OmegaConf.to_container(data_cfg, resolve=True)
+        _take_identity(cfg, run, embedded_config(checkpoint) or {}, data_cfg)
         datamodule = build_datamodule(data_cfg)
         run.summary["data"] = datamodule.describe()
+        run.summary["selection"] = run.summary["data"].get("selection", "validation")
         run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
         run.summary["best_ckpt"] = str(cfg.ckpt_path)
         run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg), name=run_name(cfg))
@@ -73,6 +75,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             _test_over_shared_classes(module, datamodule, run, tta)
         print_results(run.summary, datamodule.group_names)
     return run.summary
+
+
+def _take_identity(cfg: DictConfig, run: RunRecorder, stored: dict[str, Any], data_cfg: DictConfig) -> None:
+    """The evaluated run's study, variant, fold and seed (from the checkpoint's config, the fold from the
+    data tested), in the summary and in ``cfg`` so that the loggers name and tag the run by them."""
+    identity = {
+        "study": stored.get("task_name"),
+        "variant": stored.get("variant") or (stored.get("model") or {}).get("name"),
+        "fold": data_cfg.get("fold"),
+        "seed": stored.get("seed"),
+    }
+    identity = {key: value for key, value in identity.items() if value is not None}
+    run.summary.update(identity)  # type: ignore[typeddict-item]
+    with open_dict(cfg):
+        cfg.variant = identity.get("variant", cfg.get("variant"))
+        cfg.data = data_cfg
+    run.summary["config"]["variant"] = cfg.variant
 
 
 def _test_with_lightning(cfg: DictConfig, module: FERModule, datamodule: FERDataModule, run: RunRecorder) -> None:

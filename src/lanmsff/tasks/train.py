@@ -84,12 +84,44 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return None
 
 
+def check_no_test_selection(cfg: DictConfig) -> None:
+    """Refuse settings that would choose on the test set.
+
+    Under ``data.protocol=paper`` the validation set is the test fold, so ``test_checkpoint=best``
+    would test the epoch that scored best on the test set, and ``calibrate=temperature`` would fit
+    the temperature on it. Both raise :class:`UserError` naming the keys (exit status 2).
+    """
+    data = cfg.get("data") or {}
+    if data.get("protocol") != "paper":
+        return
+    why = "data.protocol=paper validates on the test fold"
+    if cfg.get("test") and cfg.get("test_checkpoint", "best") == "best":
+        raise UserError(
+            f"{why}, so test_checkpoint=best would test the epoch that scored best on the test set. Use "
+            "test_checkpoint=last (the weights training ended with, what the authors evaluate; "
+            "experiment=kdef_paper does this) or data.protocol=subject for an honest estimate."
+        )
+    if cfg.get("calibrate"):
+        raise UserError(
+            f"{why}, so calibrate={cfg.calibrate} would fit the temperature on the test set. Drop calibrate "
+            "or use data.protocol=subject, whose validation people are not tested."
+        )
+
+
+def _record_selection(run: RunRecorder, cfg: DictConfig, data: dict[str, Any]) -> None:
+    """What chose the epoch, the LR schedule and the tested weights, and what the search tuned on."""
+    run.summary["selection"] = data.get("selection", "validation")
+    if cfg.get("tuned_on_fold") is not None:
+        run.summary["hparams_tuned_on_fold"] = int(cfg.tuned_on_fold)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit on the training split, choose the checkpoint on validation, then test it once.
 
-    Configuration (data settings, the network) is checked before any data is generated, read or
-    preprocessed.
+    Configuration (data settings, the network, settings that would select on the test set) is
+    checked before any data is generated, read or preprocessed.
     """
+    check_no_test_selection(cfg)
     apply_trainer_precision(cfg)
     tune_glibc_malloc()  # reuse the large activation buffers instead of mapping them anew every step
     with RunRecorder(cfg.paths.output_dir, cfg, job_type="train") as run:
@@ -102,6 +134,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.prepare_data()
         datamodule.setup("fit")
         run.summary["data"] = datamodule.describe()
+        _record_selection(run, cfg, run.summary["data"])
         run.summary["resumed_from"] = ckpt_path
         run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
         run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg), name=run_name(cfg))

@@ -9,6 +9,7 @@ import torch
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix, multiclass_f1_score
 
 from lanmsff.data.classes import ClassMapping
+from lanmsff.training.metrics import recall_metrics
 
 
 def shared_class_outputs(outputs: dict[str, torch.Tensor], mapping: ClassMapping) -> dict[str, torch.Tensor]:
@@ -30,7 +31,8 @@ def shared_class_outputs(outputs: dict[str, torch.Tensor], mapping: ClassMapping
 def shared_class_metrics(
     outputs: dict[str, torch.Tensor], mapping: ClassMapping, group_names: Sequence[str] = (), *, prefix: str = "test/"
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Accuracy, macro F1 and per-group accuracy over the shared classes, and what was left out.
+    """Accuracy, macro F1, UAR, per-class recall and per-group accuracy and UAR over the shared classes,
+    and what was left out.
 
     Returns ``(metrics, details)``; ``details`` has the mapping, the number of images tested and left
     out, and the confusion matrix over the shared classes.
@@ -49,6 +51,9 @@ def shared_class_metrics(
         f"{prefix}acc": float(multiclass_accuracy(predicted, kept["targets"], n, average="micro")),
         f"{prefix}f1_macro": float(multiclass_f1_score(predicted, kept["targets"], n, average="macro")),
     }
+    metrics.update(
+        recall_metrics(predicted, kept["targets"], kept["groups"], mapping.shared, group_names, prefix=prefix)
+    )
     for index, name in enumerate(group_names):
         chosen = kept["groups"] == index
         if chosen.any():

@@ -1,6 +1,9 @@
-"""Metrics beyond torchmetrics' built-ins: accuracy per group (per camera angle for KDEF)."""
+"""Metrics beyond torchmetrics' built-ins: accuracy per group (per camera angle for KDEF), and recall
+per class and its unweighted average (UAR), overall and per group, from confusion matrices."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torchmetrics import Metric
@@ -31,3 +34,62 @@ class GroupedAccuracy(Metric):
     def compute(self) -> torch.Tensor:
         total = self.total.float()
         return torch.where(total > 0, self.correct.float() / total.clamp(min=1), torch.full_like(total, float("nan")))
+
+
+def confusion_matrix(predicted: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts ``(num_classes, num_classes)``, rows the true class, columns the predicted one."""
+    cells = targets.long() * num_classes + predicted.long()
+    return torch.bincount(cells, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def class_recalls(confusion: torch.Tensor) -> torch.Tensor:
+    """Recall of every class (row), NaN for a class with no sample."""
+    support = confusion.sum(dim=1).double()
+    return torch.where(support > 0, confusion.diagonal().double() / support.clamp(min=1), float("nan"))
+
+
+def unweighted_average_recall(confusion: torch.Tensor) -> float:
+    """The mean of the per-class recalls over the classes that have samples (UAR).
+
+    It equals :func:`sklearn.metrics.balanced_accuracy_score` and weighs every expression equally
+    however many images it has (the usual headline on imbalanced sets such as AffectNet).
+    """
+    recalls = class_recalls(confusion)
+    present = recalls[~recalls.isnan()]
+    return float(present.mean()) if len(present) else float("nan")
+
+
+def recall_metrics(
+    predicted: torch.Tensor,
+    targets: torch.Tensor,
+    groups: torch.Tensor,
+    class_names: Sequence[str],
+    group_names: Sequence[str] = (),
+    *,
+    prefix: str = "test/",
+) -> dict[str, float]:
+    """``{prefix}uar``, ``{prefix}recall_<class>`` and ``{prefix}uar_<group>`` (groups with samples)."""
+    n = len(class_names)
+    confusion = confusion_matrix(predicted, targets, n)
+    metrics = {f"{prefix}uar": unweighted_average_recall(confusion)}
+    for name, recall in zip(class_names, class_recalls(confusion).tolist(), strict=True):
+        if recall == recall:  # not NaN
+            metrics[f"{prefix}recall_{name}"] = recall
+    for index, name in enumerate(group_names):
+        chosen = groups == index
+        if chosen.any():
+            metrics[f"{prefix}uar_{name}"] = unweighted_average_recall(
+                confusion_matrix(predicted[chosen], targets[chosen], n)
+            )
+    return metrics
+
+
+def confusion_per_group(
+    predicted: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor, num_classes: int, group_names: Sequence[str]
+) -> dict[str, list[list[int]]]:
+    """The confusion matrix of every group that has samples (``{group: rows}``)."""
+    return {
+        name: confusion_matrix(predicted[groups == index], targets[groups == index], num_classes).tolist()
+        for index, name in enumerate(group_names)
+        if (groups == index).any()
+    }

@@ -17,7 +17,7 @@ from lanmsff.errors import ConfigError
 from lanmsff.runtime.hardware import compile_module
 from lanmsff.training.batch_norm import use_aligned_rows_batch_norm
 from lanmsff.training.dilated_conv import use_space_to_batch
-from lanmsff.training.metrics import GroupedAccuracy
+from lanmsff.training.metrics import GroupedAccuracy, recall_metrics
 from lanmsff.utils.config import instantiate
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,8 @@ class FERModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
         logits, targets, groups = (torch.cat(parts) for parts in zip(*self._test_batches, strict=True))
+        recalls = recall_metrics(logits.argmax(dim=1), targets, groups, self.class_names, self.group_names)
+        self.log_dict(recalls, prog_bar=False)
         self.test_outputs = {
             "logits": logits,
             "probs": logits.softmax(dim=1),

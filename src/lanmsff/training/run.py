@@ -25,10 +25,17 @@ from rich.table import Table
 
 from lanmsff import __version__
 from lanmsff.models.introspection import count_flops, count_params, model_size_mb
-from lanmsff.plots import confusion_matrix_figure, group_accuracy_figure, reliability_figure, save_figure
+from lanmsff.plots import (
+    confusion_matrices_figure,
+    confusion_matrix_figure,
+    group_accuracy_figure,
+    reliability_figure,
+    save_figure,
+)
 from lanmsff.records import SUMMARY_FILE, RunSummary, new_summary
 from lanmsff.runtime.slurm import slurm_job
 from lanmsff.training.calibration import calibration_metrics, reliability_bins
+from lanmsff.training.metrics import confusion_per_group
 from lanmsff.utils.config import to_plain
 from lanmsff.utils.io import atomic_write, atomic_write_json
 
@@ -132,6 +139,12 @@ class RunRecorder:
         confusion = outputs["confusion"].numpy()
         self.summary["confusion_matrix"] = confusion.astype(int).tolist()
         save_figure(confusion_matrix_figure(confusion, class_names), self.output_dir / "confusion_matrix.png")
+        predicted = outputs["probs"].argmax(dim=1)
+        per_pose = confusion_per_group(predicted, outputs["targets"], outputs["groups"], len(class_names), group_names)
+        if per_pose:
+            self.summary["confusion_matrix_per_group"] = per_pose
+            figure = confusion_matrices_figure(per_pose, class_names, title="Test confusion matrix per pose")
+            save_figure(figure, self.output_dir / "confusion_matrix_per_pose.png")
         per_group = {
             g: self.summary["metrics"][f"test/acc_{g}"]
             for g in group_names
@@ -213,16 +226,43 @@ def close_loggers(loggers: Sequence[Any], *, failed: bool = False) -> None:
 
 
 def print_results(summary: dict[str, Any], group_names: Sequence[str], console: Console | None = None) -> None:
-    """A table of the test metrics, overall and per pose."""
+    """A table of the test metrics, overall and per pose, and what the protocol lets them claim."""
     metrics = summary.get("metrics", {})
     table = Table(title="Test results")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    rows = [("accuracy", "test/acc"), ("macro F1", "test/f1_macro"), ("best val accuracy", "val/acc_best")]
+    rows = [
+        ("accuracy", "test/acc"),
+        ("UAR (mean class recall)", "test/uar"),
+        ("macro F1", "test/f1_macro"),
+        ("best val accuracy", "val/acc_best"),
+    ]
     rows += [(f"accuracy {g}", f"test/acc_{g}") for g in group_names]
     for label, key in rows:
         if key in metrics:
             table.add_row(label, f"{100 * metrics[key]:.2f}%")
     console = console or Console()
     console.print(table)
+    if line := protocol_line(summary.get("data") or {}):
+        console.print(line)
     console.print(f"Run folder: {summary.get('output_dir', '')} (summary.json, plots, checkpoints)")
+
+
+def protocol_line(data: dict[str, Any]) -> str | None:
+    """One sentence on what the split lets the test numbers claim (``None`` for data without protocols)."""
+    protocol = data.get("protocol")
+    people = (data.get("subjects") or {}).get("test")
+    if protocol in ("subject", "cross_pose"):
+        unseen = f"the {people} test people" if people else "the test people"
+        return f"Protocol {protocol}: person-independent, {unseen} were never seen in training or validation."
+    if protocol == "stratified":
+        return (
+            "Protocol stratified: the same people are in train and test (identities shared), so this measures "
+            "known faces; data.protocol=subject gives the person-independent number."
+        )
+    if protocol == "paper":
+        return (
+            "Protocol paper: validation is the test fold (selection: test-fold), as in the authors' code; "
+            "these numbers are optimistic."
+        )
+    return None
