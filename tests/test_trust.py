@@ -75,12 +75,13 @@ def test_settings_that_select_on_the_test_set_are_refused(
     assert not (tmp_path / "data").exists()  # refused before any data was generated or read
 
 
-def test_stratified_runs_say_that_identities_are_shared(tmp_path: Path) -> None:
-    result = run_script("train.py", *TINY_TRAIN, "data.protocol=stratified", "trainer.max_epochs=1", cwd=tmp_path)
+def test_stratified_runs_say_that_identities_are_shared_and_tuning_is_recorded(tmp_path: Path) -> None:
+    result = run_script("train.py", *TINY_TRAIN, "data.protocol=stratified", "tuned_on_fold=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     [path] = (tmp_path / "logs" / "train" / "runs").glob("*/summary.json")
     summary = json.loads(path.read_text())
     assert summary["data"]["identities_shared"] is True and summary["selection"] == "validation"
+    assert summary["hparams_tuned_on_fold"] == 0
     assert "identities shared" in result.stdout and "data.identities_shared=true" in result.stderr
 
 
