@@ -42,8 +42,10 @@ def confusion(correct: int) -> list[list[int]]:
 def make_summary(
     study: str, variant: str, fold: int | None, acc: float | None, *, angles: list[str] = ANGLES, **extra: Any
 ) -> dict[str, Any]:
-    """A summary.json in the exact format train.py writes (an ok run, or failed when ``acc`` is None)."""
-    params, flops, size = COST[variant]
+    """A summary.json in the exact format train.py writes (an ok run, or failed when ``acc`` is None).
+
+    ``<model>@<group>`` variants cost what ``<model>`` does; models without an entry in COST a default."""
+    params, flops, size = COST.get(variant.rpartition("@")[0] or variant, (1000, 10**6, 0.01))
     failed = acc is None
     metrics = {} if failed else {"test/acc": acc, "test/f1_macro": acc - 0.02, "val/acc_best": acc + 0.01}
     metrics.update({} if failed else {f"test/acc_{a}": acc + OFFSETS[a] for a in angles})

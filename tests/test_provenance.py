@@ -89,7 +89,7 @@ def test_a_run_records_the_checkout_it_runs_in(repo: Path) -> None:
     where = summary["provenance"]["code"]["working_directory"]
     assert where["commit"] == _git(repo, "rev-parse", "HEAD").strip() and where["dirty"] is True
     assert summary["provenance"]["randomness"] == {"seed": 42, "deterministic": True}
-    assert "data.identities=2" in summary["provenance"]["command"]["overrides"]
+    assert "data.identities=4" in summary["provenance"]["command"]["overrides"]
     assert summary["provenance"]["machine"]["precision"] in ("32-true", "bf16-mixed")
     assert summary["provenance"]["machine"]["allocator_tuned"] is True  # train.py tunes glibc's allocator
     assert len(summary["data"]["fingerprint"]) == 64 and len(summary["data"]["test_hash"]) == 64

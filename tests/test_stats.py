@@ -442,3 +442,16 @@ def test_score_matrix_and_friedman_edge_cases() -> None:
     assert (tied.statistic, tied.pvalue) == (0.0, 1.0)
     with pytest.raises(ValueError, match="3\\+ variants"):
         friedman_test(wide[["a", "b"]])
+
+
+def test_cd_figure_says_that_folds_are_not_independent_blocks() -> None:
+    pytest.importorskip("scikit_posthocs")
+    from lanmsff.analysis.stats import FOLD_BLOCKS_CAVEAT, critical_difference_figure
+
+    result = friedman_test(HAND)
+    titled = critical_difference_figure(result, title="cd").axes[0].get_title()
+    assert titled.startswith("cd\n") and " ".join(titled.split("\n")[1:]) == FOLD_BLOCKS_CAVEAT
+    assert "anti-conservative" in FOLD_BLOCKS_CAVEAT and "corrected t-test" in FOLD_BLOCKS_CAVEAT
+    default = critical_difference_figure(result).axes[0].get_title()
+    assert default.startswith("Mean rank over 4 folds/seeds") and "anti-conservative" in default
+    assert "anti-conservative" not in critical_difference_figure(result, caveat=None).axes[0].get_title()

@@ -9,8 +9,9 @@ per study and writes ``report.md``, ``report.html`` (self-contained), ``comparis
 ``runs.csv`` and ``figures/`` into ``--out`` (default: ``<first folder>/report``; with only
 ``--wandb``: ``logs/compare/wandb_<entity>_<project>_<group>``).
 
-Exit status: 0 when a report was written, 2 (with a message, no traceback) when a path does not
-exist, no ``summary.json`` is found, or W&B cannot be read (offline, no API key, no network).
+Exit status: 0 when a report was written (also when a study's reference has no usable runs: the report
+says so), 2 (with a message, no traceback) when a path does not exist, no ``summary.json`` is found, or
+W&B cannot be read (offline, no API key, no network).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 from rich.console import Console
 
 from lanmsff.analysis.figures import slug
+from lanmsff.analysis.provenance import separate_protocol_versions
 from lanmsff.analysis.report import write_report
 from lanmsff.analysis.runs import JOB_TYPES, load_runs, load_wandb_runs
 from lanmsff.analysis.tables import print_tables, summarise
@@ -44,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from this W&B project (online)")
     parser.add_argument("--group", help="with --wandb: only this W&B group (the study, i.e. task_name)")
     parser.add_argument(
-        "--reference", help="the variant the others are tested against (default: lanmsff, or the first)"
+        "--reference",
+        help="the variant (model) the others are tested against; <model>@<group> variants are compared within "
+        "their group against <reference>@<group> (default: the runs' recorded reference, else lanmsff, else the first)",
     )
     parser.add_argument("--static", action="store_true", help="report.html with static figures only (no plotly)")
     parser.add_argument(
@@ -102,8 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"error: cannot write the report: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    console = Console(width=None if sys.stdout.isatty() else 200)  # logs and pipes get the whole table
-    print_tables(summarise(runs), console)
+    console = Console(width=None if sys.stdout.isatty() else 240)  # logs and pipes get the whole table
+    separated, kept_apart = separate_protocol_versions(runs)  # as in the report: versions never pooled
+    for line in kept_apart:
+        logging.getLogger(__name__).warning(line)
+    print_tables(summarise(separated), console)
     console.print(f"report: {paths['report.md']}", soft_wrap=True)
     console.print(f"report: {paths['report.html']}", soft_wrap=True)
     return 0

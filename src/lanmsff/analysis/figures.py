@@ -58,17 +58,13 @@ class StudyFigures:
         png = plots.save_figure(fig, self.folder / f"{name}.png", pdf=pdf)
         self.items.append(FigureItem(key, caption, png, html if self.interactive else None))
 
-    def build(self, friedman: stats.FriedmanResult | None = None) -> list[FigureItem]:
-        """Every figure that the study's runs have data for, in the order the report shows them."""
+    def build(self, friedman: dict[str, stats.FriedmanResult] | None = None) -> list[FigureItem]:
+        """Every figure that the study's runs have data for, in the order the report shows them; ``friedman``:
+        the Friedman result of each group of variants (``""``: variants without ``@<group>``)."""
         self.per_group("acc", "per_angle", "Test accuracy per angle", "accuracy_per_angle", "accuracy (%)")
         self.cost()
-        if friedman is not None:
-            self._add(
-                "cd",
-                "Critical-difference diagram (test accuracy)",
-                stats.critical_difference_figure(friedman),
-                "critical_difference",
-            )
+        for group, result in sorted((friedman or {}).items()):
+            self.critical_difference(group, result)
         self.learning_curves()
         self.per_group("ece", "ece_per_angle", "Expected calibration error per angle", "ece_per_angle", "ECE (%)")
         self.cross_dataset()
@@ -105,6 +101,13 @@ class StudyFigures:
             )
             html = interactive.pareto(list(s["variant"]), cost, s["acc_mean"], s["acc_std"], front, xlabel=label)
             self._add(key, f"{title} (circled: the Pareto front)", fig, f"accuracy_vs_{key}", html)
+
+    def critical_difference(self, group: str, result: stats.FriedmanResult) -> None:
+        """The CD diagram of one group of variants (``""``: the study's variants without ``@<group>``)."""
+        where = f", {group}" if group else ""
+        caption = f"Critical-difference diagram (test accuracy{where}; {stats.FOLD_BLOCKS_CAVEAT})"
+        name = f"critical_difference_{slug(group)}" if group else "critical_difference"
+        self._add(f"cd:{group}", caption, stats.critical_difference_figure(result), name)
 
     def learning_curves(self) -> None:
         found = curves.variant_curves(self.runs)

@@ -3,7 +3,9 @@
 ``report.html`` is one self-contained file that opens offline: CSS, the plotly library and a few lines
 of table script are inlined, static figures are base64 data URIs, nothing is fetched (no CDN, no
 fonts). Tables sort by clicking a column header; a filter box and a study selector hide rows and
-sections; every study section starts with its verdicts.
+sections. Every study section starts with its verdicts, the lines that qualify its numbers and one lead
+table; the per-test details and full tables fold open below it (``<details>``, in both renderings), and the
+statistical method is explained once, at the end of the report.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ figcaption { font-size: 13px; color: #555; margin-top: .3em; }
 .controls input, .controls select { font-size: 14px; padding: 3px 6px; margin-right: 1em; }
 td.error { text-align: left; font-family: monospace; font-size: 12px; white-space: normal; min-width: 30em; }
 details { margin: .5em 0; }
+details > summary { cursor: pointer; color: #2b4a7e; font-weight: 600; }
+.lines p { margin: .3em 0; }
+.method p { max-width: 60em; }
 """
 
 SCRIPT = """
@@ -82,15 +87,27 @@ SCRIPT = """
 """
 
 
+METHOD_TITLE = "How to read this report"
+
+
+@dataclass
+class Fold:
+    """Tables that are folded away under a one-line summary (``<details>``)."""
+
+    summary: str
+    tables: list[TableBlock]
+
+
 @dataclass
 class Section:
-    """One study in the report: verdicts first, then tables and figures."""
+    """One study in the report: verdicts, the lines that qualify them, the lead table, folded details, figures."""
 
     study: str
     verdicts: list[str]
-    tables: list[TableBlock]
+    lead: TableBlock | None
     figures: list[FigureItem]
     notes: list[str] = field(default_factory=list)
+    folds: list[Fold] = field(default_factory=list)
 
 
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -101,26 +118,44 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     return lines + ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
 
 
-def render_markdown(title: str, intro: list[str], sections: list[Section], failed: TableBlock, root: str) -> str:
-    """``report.md``: verdicts, tables in markdown, links to the PNG figures (``root``-relative)."""
+def _md_block(table: TableBlock, level: str = "###") -> list[str]:
+    lines = [f"{level} {table.title}", "", *_md_table(table.headers, table.rows), ""]
+    return lines + ([table.note, ""] if table.note else [])
+
+
+def _md_section(section: Section, root: str) -> list[str]:
+    lines = [f"## {section.study}", ""]
+    lines += [f"- {v}" for v in section.verdicts] + ([""] if section.verdicts else [])
+    for note in section.notes:
+        lines += [note if note.startswith("⚠") else f"*{note}*", ""]
+    if section.lead is not None and section.lead.rows:
+        lines += _md_block(section.lead)
+    for fold in (f for f in section.folds if any(t.rows for t in f.tables)):
+        lines += ["<details>", f"<summary>{html.escape(fold.summary)}</summary>", ""]
+        lines += [line for table in fold.tables if table.rows for line in _md_block(table, "####")]
+        lines += ["</details>", ""]
+    for item in section.figures:
+        rel = item.png.relative_to(root).as_posix()
+        lines += [f"![{item.caption}]({rel})", ""]
+    return lines
+
+
+def render_markdown(
+    title: str, intro: list[str], sections: list[Section], failed: TableBlock, root: str, method: Sequence[str] = ()
+) -> str:
+    """``report.md``: per study its verdicts, lines, lead table, folded details (``<details>``) and links to the
+    PNG figures (``root``-relative); the failed runs; the method, once."""
     lines = [f"# {title}", "", *intro, ""]
     for section in sections:
-        lines += [f"## {section.study}", ""]
-        lines += [f"- {v}" for v in section.verdicts] + ([""] if section.verdicts else [])
-        lines += [f"*{n}*" for n in section.notes] + ([""] if section.notes else [])
-        for table in section.tables:
-            if table.rows:
-                lines += [f"### {table.title}", "", *_md_table(table.headers, table.rows), ""]
-                lines += [table.note, ""] if table.note else []
-        for item in section.figures:
-            rel = item.png.relative_to(root).as_posix()
-            lines += [f"![{item.caption}]({rel})", ""]
+        lines += _md_section(section, root)
     if failed.rows:
         lines += ["## Failed runs", "", *_md_table(failed.headers, failed.rows), ""]
+    if method:
+        lines += [f"## {METHOD_TITLE}", "", *(line for paragraph in method for line in (paragraph, ""))]
     return "\n".join(lines)
 
 
-def _html_table(table: TableBlock, error_column: int | None = None) -> str:
+def _html_table(table: TableBlock, error_column: int | None = None, level: str = "h3") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
     body = []
     for row in table.rows:
@@ -130,10 +165,15 @@ def _html_table(table: TableBlock, error_column: int | None = None) -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
     return (
-        f"<h3>{html.escape(table.title)}</h3>"
+        f"<{level}>{html.escape(table.title)}</{level}>"
         f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
         f"</table></div>{note}"
     )
+
+
+def _html_fold(fold: Fold) -> str:
+    tables = "".join(_html_table(t, level="h4") for t in fold.tables if t.rows)
+    return f"<details><summary>{html.escape(fold.summary)}</summary>{tables}</details>" if tables else ""
 
 
 def _html_figure(item: FigureItem) -> str:
@@ -152,13 +192,23 @@ def _html_section(section: Section) -> str:
     if section.verdicts:
         items = "".join(f"<li>{html.escape(v)}</li>" for v in section.verdicts)
         parts.append(f'<div class="verdicts"><ul>{items}</ul></div>')
-    parts += [f'<p class="note">{html.escape(n)}</p>' for n in section.notes]
-    parts += [_html_table(t) for t in section.tables if t.rows]
+    if section.notes:
+        parts.append('<div class="lines">' + "".join(f"<p>{html.escape(n)}</p>" for n in section.notes) + "</div>")
+    if section.lead is not None and section.lead.rows:
+        parts.append(_html_table(section.lead))
+    parts += [_html_fold(f) for f in section.folds]
     parts.append('<div class="figs">' + "".join(_html_figure(f) for f in section.figures) + "</div></section>")
     return "".join(parts)
 
 
-def render_html(title: str, intro: list[str], sections: list[Section], failed: TableBlock, plotly_js: str) -> str:
+def render_html(
+    title: str,
+    intro: list[str],
+    sections: list[Section],
+    failed: TableBlock,
+    plotly_js: str,
+    method: Sequence[str] = (),
+) -> str:
     """``report.html``: the same content, interactive, in one file that needs no network."""
     options = "".join(
         f'<option value="{html.escape(s.study, quote=True)}">{html.escape(s.study)}</option>' for s in sections
@@ -171,6 +221,9 @@ def render_html(title: str, intro: list[str], sections: list[Section], failed: T
     parts += [_html_section(s) for s in sections]
     if failed.rows:
         parts.append(f"<section><h2>Failed runs</h2>{_html_table(failed, error_column=5)}</section>")
+    if method:
+        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in method)
+        parts.append(f'<section class="method"><h2>{METHOD_TITLE}</h2>{paragraphs}</section>')
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{CSS}</style>"

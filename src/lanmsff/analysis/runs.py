@@ -6,6 +6,22 @@ Accuracies are fractions in [0, 1]. Besides the identity of a run (study, varian
 metrics, a row holds what the statistics need: the number of distinct training and test images
 (``n_train``, ``n_test``), the dataset it trained on, and its run folder (``run_dir``: learning curves
 in ``csv/metrics.csv``, per-image predictions in ``predictions.csv``).
+
+It also holds the labels that travel with the numbers (:func:`protocol_columns`), read from
+``summary.json`` with the old defaults where a field is missing:
+
+* ``protocol``: ``data.protocol`` (else ``config.data.protocol``);
+* ``protocol_version``: ``data.protocol_version`` (missing: 1; version 2 changed the file list and the
+  fold assignment, so runs of different versions are never pooled or paired);
+* ``identities_shared``: ``data.identities_shared`` (missing: true for the image-level protocols
+  ``stratified`` and ``paper``, false otherwise, also when no protocol is recorded);
+* ``selection``: the top-level ``selection`` (missing: ``test-fold`` when the protocol is ``paper``,
+  whose validation set is its test fold, else ``validation``);
+* ``hparams_tuned_on_fold``: the top-level ``hparams_tuned_on_fold``, else ``tuned_on.fold``, else
+  ``config.tuned_on_fold``;
+  ``hparams_search``: ``config.hparams_search`` when not null;
+* ``reference``: the study's reference variant where a run records one (top-level ``reference``, else
+  ``config.reference``).
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lanmsff.data.kdef_names import ANGLES
@@ -47,12 +64,21 @@ RUN_COLUMNS = [
     "data_fingerprint",
     "test_hash",
     "environment",
+    "protocol",
+    "protocol_version",
+    "identities_shared",
+    "selection",
+    "hparams_tuned_on_fold",
+    "hparams_search",
+    "reference",
     "run_dir",
     "source",
 ]
-OBJECT_COLUMNS = ["classes", "confusion_matrix"]  # kept in the data frame, not in runs.csv
+OBJECT_COLUMNS = ["classes", "confusion_matrix", "confusion_matrix_per_group"]  # in the data frame, not in runs.csv
 COST_COLUMNS = ["params", "flops", "model_size_mb"]
 JOB_TYPES = ("train", "eval", "all")
+IMAGE_LEVEL_PROTOCOLS = ("stratified", "paper")  # folds of images: the same people in training and test
+TEST_FOLD, VALIDATION = "test-fold", "validation"  # what chose the epochs and the checkpoint of a run
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -107,6 +133,34 @@ def _provenance_columns(summary: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _tuned_fold(summary: Mapping[str, Any]) -> Any:
+    tuned_on = summary.get("tuned_on")
+    return _first(
+        summary.get("hparams_tuned_on_fold"),
+        tuned_on.get("fold") if isinstance(tuned_on, Mapping) else None,
+        (summary.get("config") or {}).get("tuned_on_fold"),
+    )
+
+
+def protocol_columns(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol labels of a run (see the module docstring for the fields and their defaults)."""
+    config = summary.get("config") or {}
+    data = summary.get("data") or {}
+    protocol = _first(data.get("protocol"), _get(config, "data.protocol"))
+    shared = data.get("identities_shared")
+    selection = summary.get("selection")
+    search = config.get("hparams_search")
+    return {
+        "protocol": None if protocol is None else str(protocol),
+        "protocol_version": _first(data.get("protocol_version"), default=1),
+        "identities_shared": bool(shared) if isinstance(shared, bool) else protocol in IMAGE_LEVEL_PROTOCOLS,
+        "selection": str(selection) if selection else (TEST_FOLD if protocol == "paper" else VALIDATION),
+        "hparams_tuned_on_fold": _tuned_fold(summary),
+        "hparams_search": None if search in (None, "", "null") else str(search),
+        "reference": _first(summary.get("reference"), config.get("reference")),
+    }
+
+
 def record_from_summary(summary: Mapping[str, Any], source: str = "") -> dict[str, Any]:
     """One flat record (a row of :func:`load_runs`) from the contents of a ``summary.json``.
 
@@ -133,17 +187,19 @@ def record_from_summary(summary: Mapping[str, Any], source: str = "") -> dict[st
         "n_train": _first(data.get("train_images"), data.get("train")),
         "n_test": data.get("test"),
         **_provenance_columns(summary),
+        **protocol_columns(summary),
         "run_dir": str(Path(source).parent) if source and not source.startswith("wandb:") else None,
         "source": source,
         "classes": data.get("classes"),
         "confusion_matrix": summary.get("confusion_matrix"),
+        "confusion_matrix_per_group": summary.get("confusion_matrix_per_group"),
         **metrics,
     }
 
 
 def metric_order(column: str) -> tuple[int, int, str]:
-    """Order of metric columns: accuracy, macro F1, per angle (FL HL S HR FR), the rest by name."""
-    fixed = {"test/acc": 0, "test/f1_macro": 1}
+    """Order of metric columns: accuracy, UAR, macro F1, per angle (FL HL S HR FR), the rest by name."""
+    fixed = {"test/acc": 0, "test/uar": 0, "test/f1_macro": 1}
     if column in fixed:
         return (fixed[column], 0, column)
     group = column.removeprefix("test/acc_")
@@ -160,8 +216,11 @@ def runs_frame(records: Iterable[Mapping[str, Any]], *, job_type: str | None = "
             runs[column] = pd.Series([None] * len(runs), dtype=object)
     if job_type not in (None, "all"):
         runs = runs[runs["job_type"] == job_type].copy()
-    for column in ("fold", "seed", "params", "flops", "n_train", "n_test"):
+    for column in ("fold", "seed", "params", "flops", "n_train", "n_test", "protocol_version", "hparams_tuned_on_fold"):
         runs[column] = pd.to_numeric(runs[column], errors="coerce").round().astype("Int64")
+    runs["protocol_version"] = runs["protocol_version"].fillna(1)
+    runs["identities_shared"] = runs["identities_shared"].map(lambda v: isinstance(v, (bool, np.bool_)) and bool(v))
+    runs["selection"] = runs["selection"].fillna(VALIDATION)
     metrics = sorted((c for c in runs if c.startswith(METRIC_PREFIXES)), key=metric_order)
     runs = runs[[*RUN_COLUMNS, *metrics, *OBJECT_COLUMNS]]
     return runs.sort_values(["study", "variant", "fold", "seed", "source"], na_position="last").reset_index(drop=True)

@@ -8,10 +8,13 @@
     fig = critical_difference_figure(result)
 
 Cross-validation (several folds): the Nadeau & Bengio (2003) corrected resampled t-test on the paired
-differences per fold (and seed), a Wilcoxon signed-rank p-value as a distribution-free second opinion,
-Holm's step-down correction over the comparisons of a table, and for 3+ variants Friedman's test with
-the Nemenyi post-hoc and a critical-difference diagram (Demšar 2006). Single split (one fixed test
-set, e.g. FER-2013): a bootstrap CI of the accuracy and McNemar's exact test on the same test images.
+differences per fold (and seed), which decides every verdict; Holm's step-down correction over the
+comparisons of a table; a Wilcoxon signed-rank p-value over the folds, descriptive only (it ignores the
+folds' shared training data); and for 3+ variants Friedman's test with the Nemenyi post-hoc and a
+critical-difference diagram (Demšar 2006). Demšar's blocks are data sets; over the folds of one data set,
+which share training data, Friedman and Nemenyi are anti-conservative (:data:`FOLD_BLOCKS_CAVEAT`, printed on
+the diagram), so they describe the ranks and never override the corrected t-test. Single split (one fixed
+test set, e.g. FER-2013): a bootstrap CI of the accuracy and McNemar's exact test on the same test images.
 
 Every accuracy and difference here is in percentage points (the run frames of
 :mod:`lanmsff.analysis.report` hold fractions: :func:`paired_table` multiplies by ``scale=100``).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -36,6 +40,11 @@ if TYPE_CHECKING:
 
 PAIR_KEYS = ("fold", "seed")
 ZERO_VARIANCE_RTOL = 1e-9  # a sample variance below (1e-9 * max(1, |mean|))^2 is rounding noise: all diffs equal
+WILCOXON_LABEL = "Wilcoxon signed-rank over folds (ignores the folds' shared training data; descriptive only)"
+FOLD_BLOCKS_CAVEAT = (
+    "blocks are folds that share training data, not independent data sets: "
+    "anti-conservative, descriptive only; verdicts come from the corrected t-test"
+)
 POSTHOC_INSTALL = "the Nemenyi post-hoc and the CD diagram need scikit-posthocs: pip install 'scikit-posthocs>=0.12'"
 
 
@@ -154,8 +163,9 @@ def wilcoxon_pvalue(diffs: Sequence[float] | np.ndarray) -> float:
 
     Zero differences are dropped (``zero_method="wilcox"``); all zero: 1.0; fewer than 2 non-NaN
     differences: NaN. scipy uses the exact null distribution for small samples without ties or zeros
-    (n <= 50), the normal approximation otherwise. It ignores the folds' correlation: with 10 folds its
-    smallest possible p is 2/1024 = 0.002, so read it as a second opinion next to the corrected t-test.
+    (n <= 50), the normal approximation otherwise. Over cross-validation folds it ignores their shared
+    training data (the correlation the corrected t-test accounts for), so it is too liberal there and only
+    descriptive (:data:`WILCOXON_LABEL`); with 10 folds its smallest possible p is 2/1024 = 0.002.
     """
     d = np.asarray(diffs, dtype=float).ravel()
     d = d[np.isfinite(d)]
@@ -288,6 +298,12 @@ def _keys(rows: pd.DataFrame) -> list[tuple[Any, Any]]:
     return list(zip(*(rows[key] for key in PAIR_KEYS)))
 
 
+def usable_runs(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[LeftOut]]:
+    """The runs of one study that can be paired on ``metric``; the others (not ok, no metric, no fold/seed,
+    duplicate (variant, fold, seed)) with the reason. Raises ``ValueError`` for runs of several studies."""
+    return _usable_runs(runs, metric)
+
+
 def _usable_runs(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[LeftOut]]:
     """The runs that can be paired; the others (not ok, no metric, no fold/seed, duplicates) with reasons."""
     missing = {"variant", *PAIR_KEYS, metric} - set(runs.columns)
@@ -409,7 +425,8 @@ def paired_table(
     Compares every pair of variants (sorted by name; ``a`` vs ``b``), or each variant vs ``reference``
     (``a`` = variant, ``b`` = reference). Per row: pairs, folds, seeds, the means of a and b over the
     pairs and their mean difference a - b in points (``scale`` * metric) with the corrected t-test's CI,
-    t and p, ``p_holm`` (Holm over the table's tests), the Wilcoxon p and the :func:`verdict`.
+    t and p, ``p_holm`` (Holm over the table's tests), the Wilcoxon p (descriptive only) and the
+    :func:`verdict` (from the corrected t-test).
     ``match``: a column that paired runs must agree on (e.g. ``test_hash``; see :func:`_pair`).
     """
     usable, left = _usable_runs(runs, metric)
@@ -511,9 +528,15 @@ def _draw_cd(ax: Any, x0: float, cd: float) -> None:
     ax.text(x0 + cd / 2, 0, f"CD = {cd:.2f}", transform=label, ha="center", va="bottom", fontsize=9, clip_on=False)
 
 
-def critical_difference_figure(result: FriedmanResult, *, title: str | None = None) -> Figure:
+def critical_difference_figure(
+    result: FriedmanResult, *, title: str | None = None, caveat: str | None = FOLD_BLOCKS_CAVEAT
+) -> Figure:
     """Critical-difference diagram (scikit-posthocs): mean ranks on an axis (1 = best, left), variants that
-    Nemenyi cannot tell apart at ``result.alpha`` joined by a bar, Demšar's CD drawn to scale above."""
+    Nemenyi cannot tell apart at ``result.alpha`` joined by a bar, Demšar's CD drawn to scale above.
+
+    ``caveat`` is printed under the title on the figure itself: by default that the blocks are folds sharing
+    training data (anti-conservative, descriptive only); pass ``None`` when the blocks are independent data sets.
+    """
     try:
         import scikit_posthocs as sp
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -537,5 +560,10 @@ def critical_difference_figure(result: FriedmanResult, *, title: str | None = No
         f"Mean rank over {result.n_blocks} folds/seeds (1 = best), Friedman p = {result.pvalue:.2g}\n"
         f"joined: no Nemenyi difference at α = {result.alpha:g}"
     )
-    ax.set_title(title or default, fontsize=9, pad=46)
+    heading = title or default
+    ax.set_title(f"{heading}\n{_wrap(caveat)}" if caveat else heading, fontsize=9, pad=46)
     return fig
+
+
+def _wrap(text: str, width: int = 90) -> str:
+    return "\n".join(textwrap.wrap(text, width))
