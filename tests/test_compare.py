@@ -336,6 +336,8 @@ def fake_run(state: str = "finished", **summary: Any) -> SimpleNamespace:
         "model": {"name": "lanmsff_attn_none"},
         "data": {"fold": 2, "protocol": "subject"},
         "optim": {},
+        "protocol_version": 2,  # logged flat by train.py beside the config
+        "selection": "validation",
         "params": 355000,
         "flops": 599000000,
         "model_size_mb": 1.36,
@@ -361,6 +363,7 @@ def test_wandb_record_from_a_run_object() -> None:
     assert "test/confusion_matrix" not in record and "epoch" not in record  # media and non-metrics dropped
     assert record["duration_s"] == 321.0 and record["source"] == "wandb:fresh-fox-3"
     assert record["confusion_matrix"] is None
+    assert (record["protocol"], record["protocol_version"], record["selection"]) == ("subject", 2, "validation")
 
 
 def test_wandb_record_of_a_crashed_run_and_raw_config() -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from lanmsff.analysis.comparisons import study_statistics
+from lanmsff.analysis.provenance import separate_protocol_versions
 from lanmsff.analysis.report import write_report
 from lanmsff.analysis.runs import load_runs, record_from_summary
 from lanmsff.analysis.tables import mean_group_confusions
@@ -61,7 +62,7 @@ def lead_row(text: str, variant: str) -> list[str]:
 @pytest.mark.parametrize(
     ("summary", "expected"),
     [
-        ({}, (None, 1, False, "validation")),  # no protocol recorded: nothing to mark
+        ({}, (None, None, False, "validation")),  # no fold protocol (FER-2013): nothing to mark, no version
         ({"data": {"protocol": "stratified"}}, ("stratified", 1, True, "validation")),  # old run: derived
         ({"data": {"protocol": "paper"}}, ("paper", 1, True, "test-fold")),
         ({"config": {"data": {"protocol": "paper"}}}, ("paper", 1, True, "test-fold")),  # from the config
@@ -160,6 +161,17 @@ def test_protocol_versions_are_never_pooled_nor_paired(tmp_path: Path, caplog: p
     assert "- lanmsff_attn_none vs lanmsff: +2.7 points" in v2 and "(corrected t-test, 3 folds" in v2
     assert "#### runs left out" not in v1 + v2  # no run was paired across versions, nor left out as a duplicate
     assert "| subject v1 |" in v1 and "| subject v2 |" in v2  # the provenance table names the version
+
+
+def test_data_sets_without_fold_protocols_are_not_split_by_version(tmp_path: Path) -> None:
+    """A cross-dataset study: KDEF runs record protocol version 2, FER-2013 runs no protocol at all."""
+    logs = tmp_path / "logs"
+    study(logs, "cross_dataset", data={"protocol": "subject", "protocol_version": 2, "fingerprint": "k"})
+    fer = {"lanmsff": [0.61, 0.62, 0.63], "lanmsff_attn_none": [0.60, 0.61, 0.62]}
+    study(logs, "cross_dataset", fer, data={"dataset": "fer2013", "fingerprint": "f"}, tag="_fer")
+    runs = load_runs([logs])
+    separated, lines = separate_protocol_versions(runs)
+    assert lines == [] and set(separated["study"]) == {"cross_dataset"}
 
 
 # ---------------------------------------------------------------------------------------------- UAR and recall

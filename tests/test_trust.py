@@ -13,6 +13,9 @@ from sklearn.metrics import balanced_accuracy_score, recall_score
 from lanmsff.data.cli import build_parser
 from lanmsff.data.datamodule import KDEFDataModule
 from lanmsff.data.splits import SplitSpec
+from lanmsff.errors import UserError
+from lanmsff.tasks import train as train_task
+from lanmsff.tasks.train import check_no_test_selection
 from lanmsff.training.metrics import confusion_matrix, confusion_per_group, recall_metrics, unweighted_average_recall
 
 from .conftest import TINY_TRAIN, compose_config, run_script
@@ -93,3 +96,12 @@ def test_the_paper_protocol_records_test_fold_selection(tmp_path: Path) -> None:
     assert summary["selection"] == "test-fold" and summary["data"]["identities_shared"] is True
     assert summary["test_checkpoint"]["choice"] == "last" and "test_best/acc" in summary["metrics"]
     assert "selection: test-fold" in result.stdout
+
+
+def test_a_search_on_the_test_fold_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hparams_search under data.protocol=paper would maximise a score measured on the test fold."""
+    cfg = compose_config("train", ["data.protocol=paper", "test_checkpoint=last"], tmp_path)
+    check_no_test_selection(cfg)  # the paper protocol itself, with the final weights, is allowed
+    monkeypatch.setattr(train_task, "_hparams_search", lambda: "lanmsff_optuna")
+    with pytest.raises(UserError, match=r"data.protocol=paper .* hparams_search would maximise val/acc_best"):
+        check_no_test_selection(cfg)

@@ -6,7 +6,8 @@ report is refused with a message naming the study, the variant and what differs,
 ``allow_mixed`` is given: then the report says so in its first lines. Runs that do not record a
 revision or a fingerprint (written before schema 3) are not held against the others.
 
-Runs of different data protocol versions (``data.protocol_version``, 1 when missing: version 2 changed
+Runs of different data protocol versions (``data.protocol_version``, 1 when a run split by a KDEF
+protocol lacks it, none for data sets without fold protocols such as FER-2013: version 2 changed
 the file list and the fold assignment) are never pooled nor paired, not even with ``allow_mixed``: a
 study whose runs have several versions is split into one study per version
 (:func:`separate_protocol_versions`), and the report says which runs were kept apart and why.
@@ -36,7 +37,7 @@ def separate_protocol_versions(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[s
     """
     if "protocol_version" not in runs:
         return runs, []
-    versions = runs["protocol_version"].fillna(1).astype(int)
+    versions = runs["protocol_version"].dropna().astype(int)  # data sets without fold protocols have none
     out, lines = runs.copy(), []
     for study, group in versions.groupby(runs["study"], sort=True):
         counts = group.value_counts().sort_index()
@@ -81,8 +82,8 @@ def provenance_table(runs: pd.DataFrame) -> TableBlock:
     keys = ["code_revision", "dirty", "data_fingerprint", "environment", "protocol"]
     frame = runs[[*keys[:-1], "variant"]].copy()
     protocols = runs["protocol"] if "protocol" in runs else [None] * len(runs)
-    versions = runs["protocol_version"].fillna(1) if "protocol_version" in runs else [1] * len(runs)
-    frame["protocol"] = [f"{p} v{v}" if isinstance(p, str) else f"v{v}" for p, v in zip(protocols, versions)]
+    versions = runs["protocol_version"] if "protocol_version" in runs else [None] * len(runs)
+    frame["protocol"] = [f"{p} v{v}" if isinstance(p, str) else None for p, v in zip(protocols, versions)]
     for key in keys:
         frame[key] = frame[key].map(lambda v: "–" if v is None or pd.isna(v) else str(v))
     rows = []

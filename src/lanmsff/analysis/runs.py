@@ -152,7 +152,8 @@ def protocol_columns(summary: Mapping[str, Any]) -> dict[str, Any]:
     search = config.get("hparams_search")
     return {
         "protocol": None if protocol is None else str(protocol),
-        "protocol_version": _first(data.get("protocol_version"), default=1),
+        # KDEF-layout protocols only (1 when such a run predates the field); None for other data sets
+        "protocol_version": _first(data.get("protocol_version"), default=None if protocol is None else 1),
         "identities_shared": bool(shared) if isinstance(shared, bool) else protocol in IMAGE_LEVEL_PROTOCOLS,
         "selection": str(selection) if selection else (TEST_FOLD if protocol == "paper" else VALIDATION),
         "hparams_tuned_on_fold": _tuned_fold(summary),
@@ -218,7 +219,6 @@ def runs_frame(records: Iterable[Mapping[str, Any]], *, job_type: str | None = "
         runs = runs[runs["job_type"] == job_type].copy()
     for column in ("fold", "seed", "params", "flops", "n_train", "n_test", "protocol_version", "hparams_tuned_on_fold"):
         runs[column] = pd.to_numeric(runs[column], errors="coerce").round().astype("Int64")
-    runs["protocol_version"] = runs["protocol_version"].fillna(1)
     runs["identities_shared"] = runs["identities_shared"].map(lambda v: isinstance(v, (bool, np.bool_)) and bool(v))
     runs["selection"] = runs["selection"].fillna(VALIDATION)
     metrics = sorted((c for c in runs if c.startswith(METRIC_PREFIXES)), key=metric_order)
@@ -297,6 +297,9 @@ def wandb_record(run: Any) -> dict[str, Any]:
         "duration_s": summary.get("_runtime"),
         "started": getattr(run, "created_at", None),
         **{key: _first(summary.get(key), config.get(key)) for key in COST_COLUMNS},
+        # the protocol labels train.py logs flat beside the config (lanmsff.tasks.common.log_hyperparams)
+        "data": {key: config.get(key) for key in ("protocol_version", "identities_shared") if key in config},
+        "selection": config.get("selection"),
     }
     source = "wandb:" + "/".join(map(str, getattr(run, "path", None) or [run.name]))  # entity/project/id
     return record_from_summary(record, source)

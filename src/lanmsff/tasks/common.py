@@ -71,7 +71,9 @@ def build_datamodule(data_cfg: DictConfig | dict) -> FERDataModule:
 def log_hyperparams(loggers: list[Any], run: RunRecorder) -> None:
     """The run's config plus its cost (params, FLOPs, size) in every logger."""
     cost = {key: run.summary[key] for key in ("params", "flops", "model_size_mb")}
-    identity = {key: run.summary.get(key) for key in ("study", "variant", "fold", "seed")}  # flat, to group by
+    identity = {key: run.summary.get(key) for key in ("study", "variant", "fold", "seed", "selection")}  # to group by
+    data = run.summary.get("data") or {}
+    identity.update({key: data.get(key) for key in ("protocol", "protocol_version", "identities_shared")})
     params = {**run.summary["config"], **identity, **cost, "provenance": run.summary.get("provenance")}
     for logger in loggers:
         logger.log_hyperparams(params)

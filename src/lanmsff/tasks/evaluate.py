@@ -79,17 +79,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def _take_identity(cfg: DictConfig, run: RunRecorder, stored: dict[str, Any], data_cfg: DictConfig) -> None:
     """The evaluated run's study, variant, fold and seed (from the checkpoint's config, the fold from the
-    data tested), in the summary and in ``cfg`` so that the loggers name and tag the run by them."""
+    data tested: none for data without folds), in the summary and in ``cfg`` so that the loggers name,
+    group and tag the run by them."""
     identity = {
         "study": stored.get("task_name"),
         "variant": stored.get("variant") or (stored.get("model") or {}).get("name"),
         "fold": data_cfg.get("fold"),
         "seed": stored.get("seed"),
     }
-    identity = {key: value for key, value in identity.items() if value is not None}
-    run.summary.update(identity)  # type: ignore[typeddict-item]
+    run.summary.update({k: v for k, v in identity.items() if v is not None or k == "fold"})  # type: ignore[typeddict-item]
     with open_dict(cfg):
-        cfg.variant = identity.get("variant", cfg.get("variant"))
+        cfg.variant = identity["variant"] or cfg.get("variant")
+        cfg.task_name = identity["study"] or cfg.get("task_name")
         cfg.data = data_cfg
     run.summary["config"]["variant"] = cfg.variant
 

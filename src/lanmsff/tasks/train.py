@@ -13,6 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from lanmsff.checkpoints import load_checkpoint
@@ -101,6 +102,11 @@ def check_no_test_selection(cfg: DictConfig) -> None:
             "test_checkpoint=last (the weights training ended with, what the authors evaluate; "
             "experiment=kdef_paper does this) or data.protocol=subject for an honest estimate."
         )
+    if _hparams_search() is not None:
+        raise UserError(
+            f"{why}, so hparams_search would maximise {cfg.get('optimized_metric')} on the test set. "
+            "Search with data.protocol=subject."
+        )
     if cfg.get("calibrate"):
         raise UserError(
             f"{why}, so calibrate={cfg.calibrate} would fit the temperature on the test set. Drop calibrate "
@@ -108,9 +114,18 @@ def check_no_test_selection(cfg: DictConfig) -> None:
         )
 
 
+def _hparams_search() -> str | None:
+    """The ``hparams_search`` option this run was started with (a defaults-list choice, not a config key)."""
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("hparams_search")
+
+
 def _record_selection(run: RunRecorder, cfg: DictConfig, data: dict[str, Any]) -> None:
     """What chose the epoch, the LR schedule and the tested weights, and what the search tuned on."""
     run.summary["selection"] = data.get("selection", "validation")
+    if (search := _hparams_search()) is not None:
+        run.summary["config"]["hparams_search"] = search
     if cfg.get("tuned_on_fold") is not None:
         run.summary["hparams_tuned_on_fold"] = int(cfg.tuned_on_fold)
 
