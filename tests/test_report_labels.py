@@ -67,6 +67,8 @@ def lead_row(text: str, variant: str) -> list[str]:
         ({"data": {"protocol": "paper"}}, ("paper", 1, True, "test-fold")),
         ({"config": {"data": {"protocol": "paper"}}}, ("paper", 1, True, "test-fold")),  # from the config
         ({"data": {"protocol": "subject", "protocol_version": 2}}, ("subject", 2, False, "validation")),
+        # a current run that failed before its data was read: never split, so no version to keep apart
+        ({"schema_version": 4, "config": {"data": {"protocol": "subject"}}}, ("subject", None, False, "validation")),
         ({"data": {"protocol": "stratified", "identities_shared": False}}, ("stratified", 1, False, "validation")),
         ({"data": {"protocol": "paper"}, "selection": "validation"}, ("paper", 1, True, "validation")),  # as written
     ],

@@ -107,7 +107,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     generator = Path(sys.executable).with_name("lanmsff-synthetic")
     if generator.exists():  # else the first jobs generate it themselves
         generated = _run(
-            str(generator), "--out", str(folder / "data" / "kdef_synthetic"), "--identities", "2", timeout=300
+            str(generator), "--out", str(folder / "data" / "kdef_synthetic"), "--identities", "4", timeout=300
         )
         assert generated.returncode == 0, generated.stderr[-2000:]
     yield folder

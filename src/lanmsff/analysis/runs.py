@@ -142,6 +142,14 @@ def _tuned_fold(summary: Mapping[str, Any]) -> Any:
     )
 
 
+def _old_protocol_version(summary: Mapping[str, Any], protocol: Any) -> int | None:
+    """The data protocol version of a run that records none: 1 for a KDEF-protocol run written before the
+    field existed (summary schema below 4); none for other data sets and for newer runs that failed
+    before their data was read (they were never split, so they pool with any version)."""
+    old = int(summary.get("schema_version") or 1) < 4
+    return 1 if protocol is not None and old else None
+
+
 def protocol_columns(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The protocol labels of a run (see the module docstring for the fields and their defaults)."""
     config = summary.get("config") or {}
@@ -152,8 +160,7 @@ def protocol_columns(summary: Mapping[str, Any]) -> dict[str, Any]:
     search = config.get("hparams_search")
     return {
         "protocol": None if protocol is None else str(protocol),
-        # KDEF-layout protocols only (1 when such a run predates the field); None for other data sets
-        "protocol_version": _first(data.get("protocol_version"), default=None if protocol is None else 1),
+        "protocol_version": _first(data.get("protocol_version"), default=_old_protocol_version(summary, protocol)),
         "identities_shared": bool(shared) if isinstance(shared, bool) else protocol in IMAGE_LEVEL_PROTOCOLS,
         "selection": str(selection) if selection else (TEST_FOLD if protocol == "paper" else VALIDATION),
         "hparams_tuned_on_fold": _tuned_fold(summary),

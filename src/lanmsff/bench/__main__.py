@@ -176,9 +176,12 @@ def busy_warning(load: float, cores: int) -> str | None:
 
 def load_faces(data_dir: Path, identities: int, s: Settings) -> Faces:
     """Generate (once) and preprocess a synthetic KDEF tree; split as the data module does."""
+    from lanmsff.bench.lightning_loop import BENCH_FOLDS
     from lanmsff.data.datamodule import SyntheticKDEFDataModule
 
-    dm = SyntheticKDEFDataModule(data_dir, identities=identities, face_crop="box", image_size=s.image_size)
+    dm = SyntheticKDEFDataModule(
+        data_dir, identities=identities, num_folds=BENCH_FOLDS, face_crop="box", image_size=s.image_size
+    )
     dm.prepare_data()
     dm.setup("fit")
 
