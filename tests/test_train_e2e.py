@@ -20,7 +20,7 @@ SLIM = [
     "optim.optimizer.lr=0.003",
 ]
 CHANCE = 1 / 7
-THRESHOLD = 0.35  # held reliably: this run scores about 0.6-0.7
+THRESHOLD = 0.32  # on 2 unseen test people this run scored 0.48 (fp32; 0.6-0.7 when the split shared people)
 
 
 @pytest.fixture(scope="module")
