@@ -27,9 +27,7 @@ from lanmsff.data.faces import DEFAULT_MARGIN, FACE_CROP_MODES, FACE_DETECTORS
 from lanmsff.data.kdef_names import ANGLES
 from lanmsff.data.splits import (
     DATA_PROTOCOL_VERSION,
-    PAPER_WARNING,
     PROTOCOLS,
-    STRATIFIED_WARNING,
     SplitSpec,
     assignment_hash,
     split_records,
@@ -78,10 +76,8 @@ def splits(args: argparse.Namespace) -> int:
     spec = SplitSpec(**{f.name: getattr(args, f.name) for f in fields(SplitSpec)})
     for angle in args.angles or ():
         check_choice("--angles", angle, ANGLES)
-    if spec.protocol == "paper":
-        print(f"warning: {PAPER_WARNING}", file=sys.stderr)
-    elif spec.identities_shared:
-        print(f"warning: {STRATIFIED_WARNING}", file=sys.stderr)
+    if spec.warning:
+        print(f"warning: {spec.warning}", file=sys.stderr)
     index = usable_index(args.root, cache_dir=args.cache_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # said above, once

@@ -26,8 +26,6 @@ from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
 from lanmsff.data.splits import (
     DATA_PROTOCOL_VERSION,
     DEFAULT_PROTOCOL,
-    PAPER_WARNING,
-    STRATIFIED_WARNING,
     Split,
     SplitSpec,
     assignment_hash,
@@ -280,10 +278,8 @@ class KDEFDataModule(FERDataModule):
         """The usable images of the copy (:func:`lanmsff.data.cache.usable_index`) and their split; records
         are those of the angles used."""
         index = usable_index(self.root, cache_dir=self.cache_dir)
-        if self.spec.protocol == "paper":
-            log.warning(PAPER_WARNING)
-        elif self.spec.identities_shared:
-            log.warning(STRATIFIED_WARNING)
+        if self.spec.warning:
+            log.warning(self.spec.warning)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             records, split = split_records(index, self.spec, self.angles)

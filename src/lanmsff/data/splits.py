@@ -138,6 +138,13 @@ class SplitSpec:
         return not self.person_independent
 
     @property
+    def warning(self) -> str | None:
+        """What a user must be told about the protocol's numbers before it runs, if anything."""
+        if self.protocol == "paper":
+            return PAPER_WARNING
+        return STRATIFIED_WARNING if self.identities_shared else None
+
+    @property
     def selection(self) -> str:
         """Which data chose the epoch, the LR schedule and the checkpoint: ``test-fold`` for ``paper``."""
         return "test-fold" if self.protocol == "paper" else "validation"

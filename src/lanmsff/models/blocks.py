@@ -267,8 +267,8 @@ class Dropout(nn.Dropout):
     The same distribution as ``nn.Dropout`` (each unit dropped independently with probability ``p``,
     to within 2^-32; float32 uniform noise resolves only 2^-24), from the same generator. On CPU,
     where torch draws random numbers on one thread, it is faster than ``bernoulli_`` (about 2x) and
-    than float32 uniform noise (the mask of LANMSFF's 66-channel 32x32 block output at batch 64: 25
-    against 42 ms, Intel kind). Without training, or with ``p = 0``, it is the identity.
+    than float32 uniform noise (README, Speed, has the measurement). Without training, or with
+    ``p = 0``, it is the identity.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -331,8 +331,8 @@ class _PooledPWFS(torch.autograd.Function):
 def pooled_pwfs(x: torch.Tensor) -> torch.Tensor:
     """``pwfs(x).mean(dim=(2, 3))``, shape ``(B, C / 3)``: what LANMSFF fuses from blocks 1-3.
 
-    When ``x`` needs a gradient it runs as one fused autograd function (about 2-3x faster to train
-    than the composed ops, measured on the Intel kind at batch 64; the same value within float
+    When ``x`` needs a gradient it runs as one fused autograd function (faster to train than the
+    composed ops, measured in the README's Speed section; the same value within float
     rounding and the same gradient, with a tie's share going to one of the tied minima instead of
     being split). Otherwise, and under tracing, export and ``torch.compile`` (which fuses the
     composed ops itself), it is the composed ops.

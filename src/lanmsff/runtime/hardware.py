@@ -91,7 +91,7 @@ def use_inductor_cache_of_isa_limits() -> str | None:
 
     torch 2.14.1's inductor cache does not tell kernels compiled under ``ATEN_CPU_CAPABILITY=avx2``
     from those compiled for the whole CPU: a later process without the limit loaded them and crashed
-    (SIGABRT or SIGSEGV in ``torch.compile``, on the Intel kind). With a limit set and no folder of the
+    (SIGABRT or SIGSEGV in ``torch.compile``). With a limit set and no folder of the
     user's own in ``TORCHINDUCTOR_CACHE_DIR``, this sets it to inductor's default folder followed by the
     limits (e.g. ``/tmp/torchinductor_root-avx2-avx2``). Call it before compiling; returns the folder it
     set, or ``None`` when it changed nothing.
