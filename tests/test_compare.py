@@ -1,4 +1,4 @@
-"""The comparison dashboard (lanmsff.compare): loading, aggregation, report files, CLI, W&B records."""
+"""The comparison dashboard (lanmsff.analysis): loading, aggregation, report files, CLI, W&B records."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lanmsff.analysis.cli import main
+from lanmsff.analysis.loading import load_runs, load_wandb_runs, record_from_summary, wandb_record
 from lanmsff.analysis.report import write_report
-from lanmsff.analysis.runs import load_runs, load_wandb_runs, record_from_summary, wandb_record
 from lanmsff.analysis.tables import mean_confusion, summarise
-from lanmsff.compare import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["afraid", "angry", "disgusted", "happy", "neutral", "sad", "surprised"]
@@ -316,7 +316,7 @@ def test_cli_default_out_dir(logs: Path) -> None:
 
 def test_cli_as_module(logs: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "lanmsff.compare"]
+    cmd = [sys.executable, "-m", "lanmsff.analysis"]
     good = subprocess.run([*cmd, str(logs), "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env)
     assert good.returncode == 0, good.stderr
     assert "report.html" in good.stdout

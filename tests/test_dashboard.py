@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
+from lanmsff.analysis.loading import load_runs
 from lanmsff.analysis.report import write_report
-from lanmsff.analysis.runs import load_runs
 from lanmsff.data.classes import map_classes
 from lanmsff.data.fer import FER2013_CLASSES, FERPLUS_CLASSES
 from lanmsff.data.kdef_names import EXPRESSION_NAMES

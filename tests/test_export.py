@@ -103,3 +103,31 @@ def test_export_of_a_file_that_is_not_a_checkpoint_exits_2(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "not a loadable PyTorch checkpoint" in result.stderr and "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*.onnx"))
+
+
+# The file a user ships does not depend on the CPU that exported it: a trained checkpoint loads as the plain
+# network (no CPU training kernel) and exports with the same operators as a plain LANMSFF of its widths,
+# whatever the CPU-feature probe says.
+@pytest.mark.parametrize("avx512", [True, False])
+def test_a_trained_checkpoint_exports_the_plain_network(
+    trained_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, avx512: bool
+) -> None:
+    from collections import Counter
+
+    import onnx
+
+    from lanmsff.training import cpu_kernels
+    from lanmsff.training.cpu_kernels import dilated_conv
+
+    monkeypatch.setattr(dilated_conv, "cpu_runs_avx512", lambda: avx512)
+    net, _, _, config = load_model(trained_checkpoint)
+    assert not [type(m).__name__ for m in net.modules() if type(m) in cpu_kernels.PLAIN_CLASS]
+    plain = LANMSFF(widths=tuple(config["model"]["net"]["widths"])).eval()
+    plain.load_state_dict(net.state_dict())  # the same weights (equal initializers are shared in the graph)
+    operators = {}
+    for name, model in (("trained", net), ("plain", plain)):
+        path = tmp_path / f"{name}.onnx"
+        export_model_onnx(model, path)
+        operators[name] = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+    assert operators["trained"] == operators["plain"]
+    assert operators["trained"]["BatchNormalization"] == 0  # folded, as for the plain network

@@ -19,7 +19,7 @@ from lanmsff.inference import Float32Stem, count_batchnorm, fold_batchnorm, opti
 from lanmsff.models import LANMSFF
 from lanmsff.runtime import hardware
 from lanmsff.runtime.precision import trainer_precision
-from lanmsff.training.dilated_conv import NCHWWeightGradConv2d, use_nchw_weight_grads
+from lanmsff.training.cpu_kernels.dilated_conv import NCHWWeightGradConv2d, convert_nchw_weight_grads
 from lanmsff.utils.config import config_group_options
 
 from .conftest import compose_config
@@ -207,7 +207,7 @@ def test_dilated_weight_gradients_are_right_in_bf16_channels_last() -> None:
     plain = nn.Conv2d(24, 24, 3, padding=2, dilation=2)
     guarded = nn.Conv2d(24, 24, 3, padding=2, dilation=2)
     guarded.load_state_dict(plain.state_dict())
-    assert use_nchw_weight_grads(nn.Sequential(guarded, nn.Conv2d(24, 24, 3))) == 1
+    assert convert_nchw_weight_grads(nn.Sequential(guarded, nn.Conv2d(24, 24, 3))) == 1
     assert type(guarded) is NCHWWeightGradConv2d and list(guarded.state_dict()) == ["weight", "bias"]
     x = torch.randn(8, 24, 32, 32).contiguous(memory_format=torch.channels_last)
     grad_out = torch.randn(8, 24, 32, 32)

@@ -10,7 +10,7 @@ function body counts too. The layers, from the bottom (see the README's layout s
 4. ``checkpoints``, ``onnx_export``
 5. ``inference``
 6. ``prediction``
-7. ``tasks``, ``analysis``, ``bench``, ``compare`` (the ``python -m lanmsff.compare`` alias)
+7. ``tasks``, ``analysis``, ``bench``
 8. ``entrypoints`` (the glue of train.py, eval.py, predict.py, export.py)
 """
 
@@ -36,7 +36,7 @@ LAYERS = [
     ("lanmsff.checkpoints", "lanmsff.onnx_export"),
     ("lanmsff.inference",),
     ("lanmsff.prediction",),
-    ("lanmsff.tasks", "lanmsff.analysis", "lanmsff.bench", "lanmsff.compare"),
+    ("lanmsff.tasks", "lanmsff.analysis", "lanmsff.bench"),
     ("lanmsff.entrypoints",),
 ]
 

@@ -154,7 +154,7 @@ def test_baselines_take_one_channel() -> None:
 
 
 def _summary(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lanmsff.models.summary", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "lanmsff.models.complexity", *args], capture_output=True, text=True)
 
 
 def test_summary_command_prints_blocks_and_total() -> None:

@@ -59,62 +59,6 @@ def test_pwfs_gradient_is_that_of_max_plus_median() -> None:
     torch.testing.assert_close(ours, reference)
 
 
-@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
-def test_pooled_pwfs_trains_as_the_composed_ops(memory_format: torch.memory_format) -> None:
-    """The fused pooled PWFS (used when training) has the composed ops' value and gradient, in float64."""
-    from lanmsff.models.blocks import pooled_pwfs
-
-    y = torch.randn(3, 30, 6, 4, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
-    weights = torch.randn(3, 10, dtype=torch.float64)
-    fused = pooled_pwfs(y)
-    composed = pwfs(y).mean(dim=(2, 3))
-    torch.testing.assert_close(fused, composed, rtol=0, atol=1e-12)
-    (ours,) = torch.autograd.grad((fused * weights).sum(), y)
-    (reference,) = torch.autograd.grad((composed * weights).sum(), y)
-    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
-    with torch.no_grad():  # inference runs the composed ops
-        assert torch.equal(pooled_pwfs(y), composed)
-
-
-def test_pooled_pwfs_in_bf16_and_on_ties() -> None:
-    from lanmsff.models.blocks import pooled_pwfs
-
-    torch.manual_seed(0)
-    y = torch.relu(torch.randn(4, 66, 8, 8)).contiguous(memory_format=torch.channels_last)  # many tied zeros
-    y[:, 22:44] = y[:, :22]  # and ties at non-zero values
-    weights = torch.randn(4, 22)
-    grads = {}
-    for name, fn in {"fused": pooled_pwfs, "composed": lambda t: pwfs(t).mean(dim=(2, 3))}.items():
-        leaf = y.clone().requires_grad_()
-        torch.testing.assert_close(fn(leaf), pwfs(y.double()).mean(dim=(2, 3)).float(), rtol=1e-5, atol=1e-6)
-        (grads[name],) = torch.autograd.grad((fn(leaf) * weights).sum(), leaf)
-        low = y.bfloat16().requires_grad_()
-        assert fn(low).dtype == torch.bfloat16
-        torch.testing.assert_close(fn(low).float(), fn(y).detach(), rtol=0.02, atol=0.02)
-    # a tie's gradient goes to one of the tied minima instead of being split: each triple's total is equal
-    triples = {name: g.unflatten(1, (3, 22)).sum(1) for name, g in grads.items()}
-    torch.testing.assert_close(triples["fused"], triples["composed"], rtol=1e-5, atol=1e-7)
-
-
-@pytest.mark.parametrize("p", [0.1, 0.4, 0.9])
-def test_dropout_drops_at_rate_p_keeps_the_mean_and_the_memory_format(p: float) -> None:
-    from lanmsff.models.blocks import Dropout
-
-    torch.manual_seed(0)
-    x = torch.ones(64, 24, 16, 16).to(memory_format=torch.channels_last).requires_grad_()
-    drop = Dropout(p).train()
-    out = drop(x)
-    dropped = (out == 0).double().mean().item()
-    assert abs(dropped - p) < 0.005  # 393,216 draws: the standard error is at most 0.0008
-    assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p)))  # inverted dropout, as Keras
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    out.sum().backward()
-    assert torch.allclose(x.grad, (out != 0) / (1 - p))  # gradient flows through the kept units only
-    bf16 = drop(torch.ones(8, 4, 4, 4, dtype=torch.bfloat16))
-    assert bf16.dtype == torch.bfloat16
-    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
-
-
 def test_massatt_maps_in_unit_range_and_shapes_kept() -> None:
     att = MassAtt(72).eval()
     x = torch.randn(2, 72, 32, 32) * 3

@@ -53,7 +53,7 @@ def test_compare_warnings_go_to_stderr(tmp_path: Path) -> None:
     (run / SUMMARY_FILE).write_text(json.dumps(summary))
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / SUMMARY_FILE).write_text("{not json")
-    result = _command("-m", "lanmsff.compare", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    result = _command("-m", "lanmsff.analysis", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "skipping" in result.stderr and "skipping" not in result.stdout
     assert "report: " in result.stdout

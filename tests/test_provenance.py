@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lanmsff.analysis.runs import load_runs
-from lanmsff.compare import main as compare_main
+from lanmsff.analysis.cli import main as compare_main
+from lanmsff.analysis.loading import load_runs
 from lanmsff.runtime import hardware
 from lanmsff.runtime.provenance import code_revision, provenance
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lanmsff.records import SCHEMA_VERSION, SUMMARY_FILE, SUMMARY_KEYS, new_summary, read_summary
-from lanmsff.training.run import RunRecorder
+from lanmsff.training.recorder import RunRecorder
 
 
 def test_recorder_writes_every_schema_key_and_only_those(tmp_path: Path) -> None:

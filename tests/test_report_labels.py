@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lanmsff.analysis.cli import main
 from lanmsff.analysis.comparisons import study_statistics
-from lanmsff.analysis.provenance import separate_protocol_versions
+from lanmsff.analysis.loading import load_runs, record_from_summary
+from lanmsff.analysis.pooling import separate_protocol_versions
 from lanmsff.analysis.report import write_report
-from lanmsff.analysis.runs import load_runs, record_from_summary
 from lanmsff.analysis.tables import mean_group_confusions
-from lanmsff.compare import main
 
 from .test_compare import CLASSES, confusion, make_summary, write
 

@@ -13,8 +13,8 @@ import pytest
 from lanmsff.analysis import stats
 from lanmsff.analysis.comparisons import Mark
 from lanmsff.analysis.lead import lead_cell
+from lanmsff.analysis.loading import load_runs
 from lanmsff.analysis.report import write_report
-from lanmsff.analysis.runs import load_runs
 
 from .test_compare import make_summary, write
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from lanmsff.analysis import stats
+from lanmsff.analysis.cli import main
 from lanmsff.analysis.comparisons import reference_model, split_variant, study_statistics, variant_groups
-from lanmsff.analysis.runs import load_runs
-from lanmsff.compare import main
+from lanmsff.analysis.loading import load_runs
 
 from .test_compare import make_summary, write
 

@@ -259,7 +259,7 @@ def test_ablation_sweep_is_one_array_job_and_failures_stay_in_their_job(workdir:
 
     report = workdir / "report_ablation"
     compared = subprocess.run(
-        [sys.executable, "-m", "lanmsff.compare", str(multirun), "--out", str(report)],
+        [sys.executable, "-m", "lanmsff.analysis", str(multirun), "--out", str(report)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,6 +1,6 @@
 """What a run records, in one place: the keys of ``summary.json`` and the run config embedded in checkpoints.
 
-``summary.json`` is written by :class:`lanmsff.training.run.RunRecorder` when a run ends (whatever
+``summary.json`` is written by :class:`lanmsff.training.recorder.RunRecorder` when a run ends (whatever
 its outcome) and read by the comparison report (:mod:`lanmsff.analysis.report`); both use the names
 defined here. This module imports nothing heavy (no torch), so that reading records stays cheap.
 

@@ -1,8 +1,8 @@
-"""The command line of the comparison report (``python -m lanmsff.compare``), for one or more studies.
+"""The command line of the comparison report (``python -m lanmsff.analysis``), for one or more studies.
 
-    python -m lanmsff.compare logs/kdef_ablation/multiruns/<time> [more run or multirun folders ...]
+    python -m lanmsff.analysis logs/kdef_ablation/multiruns/<time> [more run or multirun folders ...]
         [--out DIR] [--job-type train|eval|all] [--title TEXT]
-    python -m lanmsff.compare --wandb ENTITY/PROJECT [--group STUDY] [--out DIR]
+    python -m lanmsff.analysis --wandb ENTITY/PROJECT [--group STUDY] [--out DIR]
 
 Reads every ``summary.json`` under the folders (and/or the runs of a W&B project), prints one table
 per study and writes ``report.md``, ``report.html`` (self-contained), ``comparison.csv``,
@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from lanmsff.analysis.figures import slug
-from lanmsff.analysis.provenance import separate_protocol_versions
+from lanmsff.analysis.loading import JOB_TYPES, load_runs, load_wandb_runs
+from lanmsff.analysis.pooling import separate_protocol_versions
 from lanmsff.analysis.report import write_report
-from lanmsff.analysis.runs import JOB_TYPES, load_runs, load_wandb_runs
+from lanmsff.analysis.study_figures import slug
 from lanmsff.analysis.tables import print_tables, summarise
 from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.utils.progress import set_quiet
@@ -36,7 +36,7 @@ from lanmsff.utils.progress import set_quiet
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lanmsff.compare",
+        prog="python -m lanmsff.analysis",
         description="Compare the runs of one or more studies: tables, plots, report.md and report.html.",
     )
     parser.add_argument("paths", nargs="*", help="run or multirun folders (searched recursively for summary.json)")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lanmsff.analysis.comparisons import TableBlock
-from lanmsff.analysis.figures import FigureItem
+from lanmsff.analysis.study_figures import FigureItem
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1400px;

@@ -1,6 +1,6 @@
 """The comparison report of one or more studies: tables, statistics, figures, ``report.md`` and ``report.html``.
 
-    runs = load_runs(["logs/kdef_ablation/multiruns"])   # lanmsff.analysis.runs: one row per run
+    runs = load_runs(["logs/kdef_ablation/multiruns"])   # lanmsff.analysis.loading: one row per run
     paths = write_report(runs, "logs/kdef_ablation/report")
 
 Per study, in this order: the verdicts (is a variant better than the reference, or is it fold
@@ -8,7 +8,7 @@ noise: :mod:`lanmsff.analysis.comparisons`), the lines that qualify its numbers,
 (:mod:`lanmsff.analysis.lead`: mean ± std over folds and seeds, the difference to the reference and its
 significance in each cell), then folded away the paired tests, the full tables, the per-view confusion
 matrices and the provenance, and the figures. The method is explained once, at the end.
-Its command line is ``python -m lanmsff.compare`` (:mod:`lanmsff.analysis.cli`).
+Its command line is ``python -m lanmsff.analysis`` (:mod:`lanmsff.analysis.cli`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pandas as pd
 
 from lanmsff.analysis import stats
 from lanmsff.analysis.comparisons import TableBlock, left_out_table, study_statistics
-from lanmsff.analysis.figures import FigureItem, StudyFigures, slug
 from lanmsff.analysis.interactive import plotly_library
 from lanmsff.analysis.lead import lead_table, study_lines
+from lanmsff.analysis.loading import OBJECT_COLUMNS
 from lanmsff.analysis.page import METHOD_TITLE, Fold, Section, render_html, render_markdown
-from lanmsff.analysis.provenance import check_mixing, provenance_table, separate_protocol_versions
-from lanmsff.analysis.runs import OBJECT_COLUMNS
+from lanmsff.analysis.pooling import check_mixing, provenance_table, separate_protocol_versions
+from lanmsff.analysis.study_figures import FigureItem, StudyFigures, slug
 from lanmsff.analysis.tables import (
     calibration_table,
     display_table,

@@ -16,7 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from lanmsff.analysis.runs import COST_COLUMNS, metric_order
+from lanmsff.analysis.loading import COST_COLUMNS, metric_order
 
 
 # ---------------------------------------------------------------------------------------------- aggregation
@@ -107,7 +107,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (study, variant): ``runs`` (ok), ``failed`` (every other status), ``<metric>_mean``
     and ``<metric>_std`` for the accuracy, calibration and cross-dataset metrics (named by
     :func:`metric_name`), the cost ``params``, ``flops`` (per image) and ``model_size_mb``, and the labels
-    ``protocol``, ``identities_shared`` and ``selection`` (:mod:`lanmsff.analysis.runs`).
+    ``protocol``, ``identities_shared`` and ``selection`` (:mod:`lanmsff.analysis.loading`).
     """
     metrics = [*summary_metrics(runs), *calibration_metrics(runs), *cross_metrics(runs)]
     rows = [_summarise_variant(g, metrics) for _, g in runs.groupby(["study", "variant"], sort=True)]

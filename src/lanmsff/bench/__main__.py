@@ -15,7 +15,7 @@ model of the same run:
 * params, FLOPs and achieved GFLOP/s of LANMSFF and the timm baselines;
 * bf16 top-1 agreement with fp32 of a briefly trained LANMSFF;
 * the cached in-memory training loader with online augmentation (0 and 2 workers);
-* the same baseline and best variants again after :func:`lanmsff.inference.tune_glibc_malloc`
+* the same baseline and best variants again after :func:`lanmsff.runtime.process.tune_glibc_malloc`
   (last, since it changes the process for good);
 * ours against the authors' Keras/TensorFlow model (:mod:`lanmsff.bench.versus`): TF runs in a
   subprocess of ``.venv-peer/bin/python`` (``make bench-peer``; ``--peer-python``), measured
@@ -54,7 +54,8 @@ from lanmsff.bench import models as bm
 from lanmsff.bench.models import BASELINE, MODEL_NAMES, Settings
 from lanmsff.bench.peer import PeerError, find_peer_python
 from lanmsff.errors import EXIT_USER_ERROR, UserError
-from lanmsff.runtime.hardware import cpu_description, cpu_has_native_bf16, tune_glibc_malloc
+from lanmsff.runtime.hardware import cpu_description, cpu_has_native_bf16
+from lanmsff.runtime.process import tune_glibc_malloc
 from lanmsff.utils.io import atomic_write_json
 
 TARGETS = {  # the issue's targets: ratio against eager fp32 NCHW at batch 64 on 2 cores

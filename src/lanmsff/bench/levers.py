@@ -82,7 +82,7 @@ def worker(name: str, batch: int, seconds: float, threads: int) -> dict[str, Any
     from lanmsff.bench import models as bm
     from lanmsff.bench.peer import time_calls
     from lanmsff.bench.versus import default_train_variant
-    from lanmsff.runtime.hardware import tune_glibc_malloc
+    from lanmsff.runtime.process import tune_glibc_malloc
 
     lever = LEVERS[name]
     torch.set_num_threads(lever.get("threads", threads))

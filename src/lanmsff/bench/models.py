@@ -12,11 +12,11 @@ Besides speed, this module holds the numerical checks behind the choice of train
   return wrong gradients. On the CPUs we measured (AVX-512 BF16, with and without AMX; torch 2.14.1) the
   ``jit_bf16`` backward-weights kernel is wrong for *dilated* convolutions in channels-last
   layout at 32x32 and larger (NaN, inf or huge relative errors); LANMSFF's L path (dilation 2) hits it.
-* :class:`lanmsff.training.dilated_conv.SpaceToBatchConv2d` (the training default on CPUs) computes
+* :class:`lanmsff.training.cpu_kernels.dilated_conv.SpaceToBatchConv2d` (the training default on CPUs) computes
   them as undilated convolutions of their inputs' sub-grids, so no dilated bf16 kernel runs;
-  :class:`~lanmsff.training.dilated_conv.NCHWWeightGradConv2d` (its fallback, and the earlier default)
+  :class:`~lanmsff.training.cpu_kernels.dilated_conv.NCHWWeightGradConv2d` (its fallback, and the earlier default)
   keeps them dilated and computes only their weight gradient in NCHW layout, where the kernel is right.
-* :class:`lanmsff.training.batch_norm.AlignedRowsBatchNorm2d` (the training default on CPUs) trains
+* :class:`lanmsff.training.cpu_kernels.batch_norm.AlignedRowsBatchNorm2d` (the training default on CPUs) trains
   BatchNorm on rows of whole vectors where the channel count leaves a partial one.
 * :func:`loss_check` trains a few steps on synthetic faces and reports whether the loss stays finite.
 """
@@ -44,12 +44,13 @@ from lanmsff.models import LANMSFF
 from lanmsff.models.baselines import BASELINES, timm_model
 from lanmsff.models.introspection import count_flops, count_params
 from lanmsff.runtime.precision import autocast_dtype
-from lanmsff.training.batch_norm import aligned_rows, is_plain_batch_norm, use_aligned_rows_batch_norm
-from lanmsff.training.dilated_conv import (
-    NCHWWeightGradConv2d,
+from lanmsff.training.cpu_kernels.audit import audit_conv_weight_grads as audit_step
+from lanmsff.training.cpu_kernels.audit import finite_or_str
+from lanmsff.training.cpu_kernels.batch_norm import aligned_rows, convert_aligned_rows_batch_norm, is_plain_batch_norm
+from lanmsff.training.cpu_kernels.dilated_conv import (
+    convert_nchw_weight_grads,
+    convert_space_to_batch,
     is_dilated_conv,
-    use_nchw_weight_grads,
-    use_space_to_batch,
 )
 
 MODEL_NAMES = ("lanmsff", *BASELINES)
@@ -57,7 +58,6 @@ BASELINE = "eager fp32 NCHW"
 ONNX_LABEL = "optimize(fp32, onnxruntime)"
 ALIGNED_FP32 = "channels-last fp32, dilated as space-to-batch, BatchNorm on aligned rows"
 ALIGNED_BF16 = "channels-last + bf16, dilated as space-to-batch, BatchNorm on aligned rows"
-BAD_GRADIENT = 0.05  # relative error of a bf16 weight gradient that is certainly a wrong kernel, not rounding
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ class TrainVariant:
     ``nchw_wgrad``: dilated, with their weight gradients in NCHW (the guard alone);
     ``space_to_batch``: undilated on space-to-batch sub-grids (the training default on CPUs);
     ``aligned_bn``: BatchNorm on rows aligned to the vector width
-    (:class:`lanmsff.training.batch_norm.AlignedRowsBatchNorm2d`, the training default on CPUs).
+    (:class:`lanmsff.training.cpu_kernels.batch_norm.AlignedRowsBatchNorm2d`, the training default on CPUs).
     """
 
     channels_last: bool
@@ -286,11 +286,11 @@ def prepare_training(
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if variant.space_to_batch:
-        use_space_to_batch(model)
+        convert_space_to_batch(model)
     elif variant.nchw_wgrad:
-        use_nchw_weight_grads(model)
+        convert_nchw_weight_grads(model)
     if variant.aligned_bn:
-        use_aligned_rows_batch_norm(model)
+        convert_aligned_rows_batch_norm(model)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
 
@@ -350,86 +350,10 @@ def bench_training(model: nn.Module, s: Settings, variants: dict[str, TrainVaria
 
 
 # ----------------------------------------------------------------------------- numerics
-class _ConvCapture:
-    """Inputs and output gradients of every convolution during one training step."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.inputs: dict[str, list[torch.Tensor]] = {}
-        self.grads: dict[str, list[torch.Tensor]] = {}
-        self.active = True
-        self.handles = [
-            m.register_forward_hook(self._hook(name))
-            for name, m in model.named_modules()
-            if isinstance(m, nn.modules.conv._ConvNd)
-        ]
-
-    def _hook(self, name: str) -> Callable:
-        def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            if not self.active or not output.requires_grad:
-                return
-            self.inputs.setdefault(name, []).append(inputs[0].detach())
-            output.register_hook(lambda g: self.grads.setdefault(name, []).append(g.detach()))
-
-        return hook
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
-def _reference_weight_grad(module: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """The weight gradient of ``module`` at input ``x`` and output gradient ``grad``, in float64."""
-    params = {name: p.detach().double().requires_grad_(name == "weight") for name, p in module.named_parameters()}
-    x = x.double().contiguous()
-    with torch.autocast("cpu", enabled=False), torch.enable_grad():
-        if isinstance(module, NCHWWeightGradConv2d):  # the dilated convolution itself, not the path under audit
-            args = (module.stride, module.padding, module.dilation, module.groups)
-            out = F.conv2d(x, params["weight"], params.get("bias"), *args)
-        else:
-            out = torch.func.functional_call(module, params, (x,))
-        return torch.autograd.grad(out, params["weight"], grad.double().contiguous())[0]
-
-
 def audit_conv_weight_grads(model: nn.Module, variant: TrainVariant, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """One training step of ``variant``; each convolution's weight gradient vs a float64 recomputation.
-
-    The reference uses the exact input and output gradient the step saw, so only the weight-gradient
-    kernel is judged (bf16 rounding of the result gives relative errors of about 4e-3; wrong kernels
-    give NaN, inf or errors above ``BAD_GRADIENT``).
-    """
-    net, optimizer = prepare_training(model, variant)
-    capture = _ConvCapture(net)
-    if variant.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
-        loss = F.cross_entropy(net(x), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    capture.active = False
-    capture.remove()
-    modules = dict(net.named_modules())
-    errors = {}
-    for name, inputs in capture.inputs.items():
-        grads = capture.grads.get(name, [])
-        if len(inputs) != 1 or len(grads) != 1 or modules[name].weight.grad is None:
-            continue
-        reference = _reference_weight_grad(modules[name], inputs[0], grads[0])
-        scale = float(reference.norm())
-        if scale > 0:
-            errors[name] = float((modules[name].weight.grad.double() - reference).norm()) / scale
-    bad = sorted(name for name, e in errors.items() if not e <= BAD_GRADIENT)
-    worst = max(errors, key=lambda n: errors[n] if math.isfinite(errors[n]) else math.inf, default=None)
-    return {
-        "convolutions": len(errors),
-        "max_rel_err": _finite_or_str(errors[worst]) if worst else None,
-        "worst": worst,
-        "bad": bad,
-        "ok": not bad,
-    }
-
-
-def _finite_or_str(value: float) -> float | str:
-    return round(value, 6) if math.isfinite(value) else str(value)
+    """:func:`lanmsff.training.cpu_kernels.audit.audit_conv_weight_grads` on ``model`` prepared for ``variant``."""
+    net, _ = prepare_training(model, variant)
+    return audit_step(net, x, y, bf16=variant.bf16, channels_last=variant.channels_last)
 
 
 def loss_check(
@@ -450,7 +374,7 @@ def loss_check(
         "finite": finite,
         "first_nonfinite_step": None if finite else len(losses) - 1,
         "first_loss": round(losses[0], 4),
-        "last_loss": _finite_or_str(losses[-1]),
+        "last_loss": finite_or_str(losses[-1]),
         "max_finite_loss": round(max((v for v in losses if math.isfinite(v)), default=math.nan), 4),
     }
 

@@ -21,15 +21,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from lanmsff.models.blocks import SeparableConv2d
-from lanmsff.training.batch_norm import AlignedRowsBatchNorm2d
 
 
 def _fusable_bn(module: nn.Module) -> bool:
     """An eval-time BatchNorm2d whose effect is exactly its affine map (plus, for timm, an activation)."""
     if not isinstance(module, nn.BatchNorm2d) or not module.track_running_stats or module.running_mean is None:
         return False
-    # ours: in evaluation exactly nn.BatchNorm2d (subclasses in general may not be)
-    return type(module) in (nn.BatchNorm2d, AlignedRowsBatchNorm2d) or _is_timm_bn_act(module)
+    # subclasses in general may not compute BatchNorm's function in evaluation
+    return type(module) is nn.BatchNorm2d or _is_timm_bn_act(module)
 
 
 def _is_timm_bn_act(module: nn.Module) -> bool:

@@ -13,7 +13,6 @@ Conventions that make the port exact:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -259,94 +258,16 @@ class MassAtt(nn.Module):
         return out
 
 
-# ----------------------------------------------------------------------------- regularisation
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` (inverted dropout, as Keras' ``Dropout``) with its mask drawn as uniform 31-bit
-    integers compared with ``p * 2^31``, in the input's memory format.
-
-    The same distribution as ``nn.Dropout`` (each unit dropped independently with probability ``p``,
-    to within 2^-32; float32 uniform noise resolves only 2^-24), from the same generator. On CPU,
-    where torch draws random numbers on one thread, it is faster than ``bernoulli_`` (about 2x) and
-    than float32 uniform noise (README, Speed, has the measurement). Without training, or with
-    ``p = 0``, it is the identity.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if self.p == 1.0:
-            return torch.zeros_like(x)
-        keep = torch.empty_like(x, dtype=torch.int32).random_() >= round(self.p * 2**31)  # [0, 2^31) each
-        return (x * keep).mul_(1.0 / (1.0 - self.p))
-
-
 # ----------------------------------------------------------------------------- feature selection
 def pwfs(x: torch.Tensor) -> torch.Tensor:
     """Parameter-free PWFS: mean of the element-wise max and median of three channel groups.
 
     Of three values, max + median = sum - min, so the mean of max and median is computed as
     ``(a + b + c - min(a, b, c)) / 2``: the same function and the same gradient (the max's terms
-    cancel) with half the element-wise comparisons, which made PWFS about 2x faster to train.
+    cancel) with half the element-wise comparisons.
     """
     a, b, c = x.chunk(3, dim=1)
     return 0.5 * (a + b + c - torch.minimum(torch.minimum(a, b), c))
-
-
-class _PooledPWFS(torch.autograd.Function):
-    """``pwfs(x).mean(dim=(2, 3))`` in one pass over ``x`` each way (for training; see :func:`pooled_pwfs`).
-
-    Forward: the groups' spatial sums (fp32 accumulation for bf16/fp16) minus the spatial sum of
-    their element-wise minimum, whose group index (0-2, the first on ties) is saved as ``uint8``.
-    Backward: every element gets ``grad / (2 H W)`` except the minimum of its three, which gets 0.
-    Both run in the ``(B, H, W, C)`` view, so a channels-last input is read and its gradient written
-    contiguously.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        _, channels, h, w = x.shape
-        acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
-        nhwc = x.permute(0, 2, 3, 1)
-        a, b, c = nhwc.unflatten(3, (3, channels // 3)).unbind(3)
-        low = torch.minimum(a, b)
-        index = (b < a).to(torch.uint8)
-        later = c < low
-        low = torch.where(later, c, low)
-        index.masked_fill_(later, 2)
-        ctx.save_for_backward(index)
-        ctx.input_dtype = x.dtype
-        total = nhwc.sum(dim=(1, 2), dtype=acc).unflatten(1, (3, channels // 3)).sum(1)
-        return ((total - low.sum(dim=(1, 2), dtype=acc)) * (0.5 / (h * w))).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (index,) = ctx.saved_tensors
-        batch, h, w, k = index.shape
-        groups = torch.arange(3, dtype=torch.uint8, device=index.device).view(3, 1)
-        keep = (index.unsqueeze(3) != groups).reshape(batch, h, w, 3 * k)
-        share = (grad * (0.5 / (h * w))).to(ctx.input_dtype).repeat(1, 3).view(batch, 1, 1, 3 * k)
-        return (keep * share).permute(0, 3, 1, 2)
-
-
-def pooled_pwfs(x: torch.Tensor) -> torch.Tensor:
-    """``pwfs(x).mean(dim=(2, 3))``, shape ``(B, C / 3)``: what LANMSFF fuses from blocks 1-3.
-
-    When ``x`` needs a gradient it runs as one fused autograd function (faster to train than the
-    composed ops, measured in the README's Speed section; the same value within float
-    rounding and the same gradient, with a tie's share going to one of the tied minima instead of
-    being split). Otherwise, and under tracing, export and ``torch.compile`` (which fuses the
-    composed ops itself), it is the composed ops.
-    """
-    if runs_fused(x):
-        return _PooledPWFS.apply(x)
-    return pwfs(x).mean(dim=(2, 3))
-
-
-def runs_fused(x: torch.Tensor) -> bool:
-    """Whether a fused training function (an ``autograd.Function`` of ours) computes on ``x``: ``x`` needs a
-    gradient, and no tracer, ONNX exporter or ``torch.compile`` is looking (those see the composed ops)."""
-    traced = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-    return x.requires_grad and torch.is_grad_enabled() and not traced
 
 
 class FeatureSelection(nn.Module):
@@ -371,7 +292,7 @@ class FeatureSelection(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """``self(x).mean(dim=(2, 3))``: the selection's spatial average, shape ``(B, out_channels)``."""
-        return pooled_pwfs(x) if self.mode == "pwfs" else self(x).mean(dim=(2, 3))
+        return self(x).mean(dim=(2, 3))
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"

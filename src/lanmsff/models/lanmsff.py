@@ -18,7 +18,6 @@ from lanmsff.models.blocks import (
     BN_MOMENTUM,
     SELECTION_MODES,
     ConvBN,
-    Dropout,
     FeatureSelection,
     MassAtt,
     TwoPathBlock,
@@ -39,7 +38,7 @@ class ConvBlock(nn.Sequential):
             ConvBN(width, width, relu=False),
             nn.MaxPool2d(2),
             nn.ReLU(inplace=True),
-            Dropout(dropout),
+            nn.Dropout(dropout),
         )
 
 
@@ -53,7 +52,7 @@ class AttentionBlock(nn.Sequential):
             ConvBN(width, width, kernel_size=1, relu=False),
             nn.MaxPool2d(2),
             nn.ReLU(inplace=True),
-            Dropout(dropout),
+            nn.Dropout(dropout),
         )
 
 

@@ -4,14 +4,14 @@
 * :mod:`~lanmsff.prediction.photos`: :class:`Predictor` (detect, align, crop, classify, TTA), rows, annotation;
 * :mod:`~lanmsff.prediction.tracking`: face identities across frames (IoU) and smoothing over time;
 * :mod:`~lanmsff.prediction.video`: decoding, per-frame rows, the annotated MP4, per-file problems;
-* :mod:`~lanmsff.prediction.run`: one run over all inputs, the output files and counts.
+* :mod:`~lanmsff.prediction.pipeline`: one run over all inputs, the output files and counts.
 """
 
 from lanmsff.data.faces import HAAR_METHODS as DETECTORS
 from lanmsff.data.faces import merge_detections
 from lanmsff.prediction.inputs import VIDEO_SUFFIXES, find_inputs, is_video, webcam_index
 from lanmsff.prediction.photos import Face, FileResult, Predictor, annotate, result_rows
-from lanmsff.prediction.run import RunOptions, predict_inputs, write_outputs
+from lanmsff.prediction.pipeline import RunOptions, predict_inputs, write_outputs
 from lanmsff.prediction.tracking import IoUTracker, Track, iou
 from lanmsff.prediction.video import VideoOptions, VideoProblem, VideoReader, VideoResult, predict_video
 

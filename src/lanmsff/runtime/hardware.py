@@ -1,8 +1,7 @@
-"""The machine: CPU features (native bf16 or emulated), a description for benchmarks, glibc allocator tuning."""
+"""The machine: CPU features (native bf16 or emulated) and a description for provenance and benchmarks."""
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import warnings
@@ -66,10 +65,10 @@ def cpu_has_native_bf16() -> bool:
 
 @functools.cache
 def cpu_runs_avx512() -> bool:
-    """Whether torch's CPU kernels run at AVX-512 width in this process (Intel and Zen 5 kinds; not the AVX2 AMD one).
+    """Whether torch's CPU kernels run at AVX-512 width in this process.
 
     ``torch.backends.cpu.get_cpu_capability()`` says ``AVX512`` on CPUs with AVX-512 (with or without
-    its BF16 extension) and ``AVX2`` on AVX2-only CPUs such as the AVX2 AMD EPYC kind. The environment
+    its BF16 extension) and ``AVX2`` on AVX2-only CPUs. The environment
     variable ``ATEN_CPU_CAPABILITY=avx2`` lowers it for a process; together with
     ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's kernels) and ``LANMSFF_NATIVE_BF16=0`` it makes an AVX-512
     machine take the code paths of an AVX2-only CPU (a stand-in for trying them, not a measurement of
@@ -125,8 +124,8 @@ def cpu_model() -> str:
 def cpu_id() -> str:
     """Vendor, family and model number from ``/proc/cpuinfo`` (``unknown`` where they cannot be read).
 
-    Tells apart CPUs that share a model name: these VMs show ``AMD EPYC`` both for an AVX2-only kind
-    and for a CPU family 26 (Zen 5) kind with AVX-512 BF16.
+    Tells apart CPUs that share a model name: virtual machines may show the same ``AMD EPYC`` for an
+    AVX2-only CPU family 25 and an AVX-512 BF16 CPU family 26.
     """
     text = cpuinfo()
     vendor, family, model = (cpuinfo_field(text, name) for name in ("vendor_id", "cpu family", "model"))
@@ -173,34 +172,3 @@ def warn_if_bf16_emulated(what: str) -> bool:
         stacklevel=3,
     )
     return True
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
-_allocator_tuned = False
-
-
-def tune_glibc_malloc() -> bool:
-    """Make glibc reuse freed large blocks instead of unmapping them (process-wide); True if applied.
-
-    glibc serves allocations above its mmap threshold (at most 32 MiB) with ``mmap`` and unmaps
-    them on ``free``, so a network whose activations exceed 32 MiB (LANMSFF at batch 64: 69 MB per
-    block-1 tensor in fp32) maps fresh zero-filled pages on every forward and backward pass, which
-    costs a large share of the CPU time on a small machine. ``M_MMAP_MAX=0`` serves them from the
-    heap and a high ``M_TRIM_THRESHOLD`` keeps the heap from shrinking, so the memory is reused (and
-    not returned to the OS before exit). The setting is global and permanent for the process.
-    :func:`lanmsff.inference.optimize` does not need it (it runs batches in micro-batches, below
-    the threshold).
-    """
-    global _allocator_tuned
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        applied = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
-    _allocator_tuned = _allocator_tuned or applied
-    return applied
-
-
-def allocator_tuned() -> bool:
-    """Whether :func:`tune_glibc_malloc` has been applied in this process (``train.py`` applies it)."""
-    return _allocator_tuned

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from lanmsff.runtime.hardware import allocator_tuned, cpu_description
+from lanmsff.runtime.hardware import cpu_description
+from lanmsff.runtime.process import process_setup
 from lanmsff.utils.config import redact_override
 
 PACKAGES = (
@@ -83,12 +84,14 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
 
 def machine(precision: Any = None) -> dict[str, Any]:
     """The CPU (model, the flags that matter, native bf16, torch's kernel capability and any instruction-set
-    limits set in the environment), torch's thread count, whether glibc's allocator was tuned, the GPUs and the
+    limits set in the environment), torch's thread count, the process set-up (:mod:`lanmsff.runtime.process`),
+    the GPUs and the
     precision used."""
     gpus = (
         [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     )
     cpu = cpu_description()
+    setup = process_setup()
     return {
         "cpu": cpu["cpu"],
         "cpu_id": cpu["cpu_id"],
@@ -98,7 +101,8 @@ def machine(precision: Any = None) -> dict[str, Any]:
         "isa_limits": cpu["isa_limits"],
         "cores": cpu["cores"],
         "threads": torch.get_num_threads(),
-        "allocator_tuned": allocator_tuned(),
+        "allocator_tuned": setup["allocator_tuned"],
+        "process_setup": setup,
         "gpus": gpus,
         "precision": None if precision is None else str(precision),
         "platform": platform.platform(),

@@ -20,7 +20,7 @@ from lanmsff.runtime.provenance import provenance
 from lanmsff.runtime.slurm import under_submitit
 from lanmsff.training.cross_dataset import shared_class_metrics
 from lanmsff.training.module import FERModule
-from lanmsff.training.run import RunRecorder
+from lanmsff.training.recorder import RunRecorder
 from lanmsff.utils.config import instantiate
 
 log = logging.getLogger(__name__)

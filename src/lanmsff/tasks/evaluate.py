@@ -30,7 +30,7 @@ from lanmsff.tasks.common import (
 )
 from lanmsff.training.cross_dataset import shared_class_outputs
 from lanmsff.training.module import FERModule
-from lanmsff.training.run import RunRecorder, print_results
+from lanmsff.training.recorder import RunRecorder, print_results
 from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_name, run_tags
 
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from lanmsff.errors import UserError
 from lanmsff.prediction import Predictor, RunOptions, VideoOptions, find_inputs, predict_inputs, webcam_index
-from lanmsff.training.run import RunRecorder
+from lanmsff.training.recorder import RunRecorder
 from lanmsff.utils.progress import set_quiet
 
 

@@ -19,7 +19,6 @@ from omegaconf import DictConfig
 from lanmsff.checkpoints import load_checkpoint
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError, check_choice
-from lanmsff.runtime.hardware import tune_glibc_malloc
 from lanmsff.tasks.common import (
     apply_trainer_precision,
     build_datamodule,
@@ -31,7 +30,7 @@ from lanmsff.tasks.common import (
 from lanmsff.training.calibration import fit_temperature
 from lanmsff.training.callbacks import EmbedRunConfig, RNGStateCheckpoint
 from lanmsff.training.module import FERModule
-from lanmsff.training.run import RunRecorder, print_results, scalar_metrics
+from lanmsff.training.recorder import RunRecorder, print_results, scalar_metrics
 from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_name, run_tags
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,7 @@ def build_module(cfg: DictConfig, datamodule: FERDataModule) -> FERModule:
         monitor=optim.get("monitor", "val/loss"),
         channels_last=bool(cfg.model.get("channels_last", False)),
         compile=bool(cfg.model.get("compile", False)),
+        cpu_kernels=str(cfg.model.get("cpu_kernels", "auto")),
     )
 
 
@@ -138,7 +138,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     check_no_test_selection(cfg)
     apply_trainer_precision(cfg)
-    tune_glibc_malloc()  # reuse the large activation buffers instead of mapping them anew every step
     with RunRecorder(cfg.paths.output_dir, cfg, job_type="train") as run:
         record_provenance(run, cfg)
         if cfg.get("seed") is not None:
@@ -151,6 +150,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run.summary["data"] = datamodule.describe()
         _record_selection(run, cfg, run.summary["data"])
         run.summary["resumed_from"] = ckpt_path
+        # the kernels a CPU trained with (a seed draws other dropout masks under auto than under off)
+        run.summary["provenance"]["cpu_kernels"] = {"policy": module.hparams.cpu_kernels, "applied": {}}
         run.record_model(module.net, (datamodule.in_channels, datamodule.image_size, datamodule.image_size))
         run.loggers = instantiate_loggers(cfg.get("logger"), tags=run_tags(cfg), name=run_name(cfg))
         callbacks = [
@@ -165,6 +166,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         run.record_metrics(trainer.callback_metrics)
+        run.summary["provenance"]["cpu_kernels"]["applied"] = module.cpu_kernels_applied
         run.summary["world_size"] = trainer.world_size
         if not trainer.is_global_zero:
             return run.summary  # DDP: the other processes stop here; rank 0 tests and records

@@ -13,10 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from lanmsff.errors import ConfigError
+from lanmsff.errors import ConfigError, check_choice
 from lanmsff.runtime.hardware import compile_module
-from lanmsff.training.batch_norm import use_aligned_rows_batch_norm
-from lanmsff.training.dilated_conv import use_space_to_batch
+from lanmsff.training.cpu_kernels import POLICIES, apply_cpu_kernels, remove_cpu_kernels
 from lanmsff.training.metrics import GroupedAccuracy, recall_metrics
 from lanmsff.utils.config import instantiate
 
@@ -50,6 +49,9 @@ class FERModule(pl.LightningModule):
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
         compile: run the network through ``torch.compile`` (the weights and checkpoints stay those of
             the plain network).
+        cpu_kernels: ``auto`` trains on a CPU with the kernels of :mod:`lanmsff.training.cpu_kernels`
+            (applied when ``fit`` starts and removed when it ends, so that checkpoints, testing and
+            evaluation see the plain network); ``off`` trains the plain modules.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class FERModule(pl.LightningModule):
         monitor: str = "val/loss",
         channels_last: bool = False,
         compile: bool = False,
+        cpu_kernels: str = "auto",
     ) -> None:
         super().__init__()
         net, optimizer, scheduler = _plain(net), _plain(optimizer), _plain(scheduler)
@@ -80,22 +83,15 @@ class FERModule(pl.LightningModule):
                 "monitor": monitor,
                 "channels_last": channels_last,
                 "compile": compile,
+                "cpu_kernels": cpu_kernels,
             }
         )
         num_classes = len(class_names)
         self.net = instantiate(net, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        # On CPUs, dilated convolutions as undilated ones on space-to-batch sub-grids: exact up to
-        # float rounding, faster, and clear of a oneDNN kernel that returns wrong bf16 weight gradients
-        # for dilated channels-last convolutions (lanmsff.training.dilated_conv). Applied here, so that
-        # training, validation, testing and eval.py compute the same function the same way; off the CPU
-        # the converted convolutions are plain ones.
-        if converted := use_space_to_batch(self.net):
-            log.debug("%d dilated convolutions run as space-to-batch undilated ones on CPUs", converted)
-        # BatchNorm trained on rows aligned to the CPU's vector width (lanmsff.training.batch_norm):
-        # the same function, faster where the channel count does not fill whole vectors
-        use_aligned_rows_batch_norm(self.net)
+        check_choice("model.cpu_kernels", cpu_kernels, POLICIES)
+        self.cpu_kernels_applied: dict[str, int] = {}  # what the last fit applied (provenance)
         # kept out of the module tree, so that state_dict keys and checkpoints do not change. Static
         # shapes: one graph per batch size met (the full batches, an epoch's last one, evaluation);
         # with automatic dynamic shapes the first short batch turned every later step into a slower
@@ -141,6 +137,21 @@ class FERModule(pl.LightningModule):
         return loss, logits, y, groups
 
     # ------------------------------------------------------------------ train
+    def on_fit_start(self) -> None:
+        """Apply the CPU kernels of ``cpu_kernels`` for this fit (:mod:`lanmsff.training.cpu_kernels`)."""
+        precision = str(self.trainer.precision)
+        self.cpu_kernels_applied = apply_cpu_kernels(
+            self.net, self.hparams.cpu_kernels, device=self.device, precision=precision
+        )
+        if any(self.cpu_kernels_applied.values()):
+            log.debug("CPU kernels (model.cpu_kernels=%s): %s", self.hparams.cpu_kernels, self.cpu_kernels_applied)
+
+    def on_fit_end(self) -> None:
+        remove_cpu_kernels(self.net)
+
+    def teardown(self, stage: str) -> None:
+        remove_cpu_kernels(self.net)  # also after a fit that stopped with an exception
+
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, y, _ = self._step(batch)
         self.train_loss(loss)

@@ -20,21 +20,24 @@ from torch import nn
 from lanmsff.bench import models as bm
 from lanmsff.bench.levers import apply_block_layout
 from lanmsff.inference.folding import count_batchnorm, fold_batchnorm
-from lanmsff.models import LANMSFF
+from lanmsff.models import LANMSFF, pwfs
 from lanmsff.runtime import hardware
-from lanmsff.training import dilated_conv
-from lanmsff.training.batch_norm import (
+from lanmsff.training import cpu_kernels
+from lanmsff.training.cpu_kernels import dilated_conv
+from lanmsff.training.cpu_kernels.audit import audit_conv_weight_grads
+from lanmsff.training.cpu_kernels.batch_norm import (
     AlignedRowsBatchNorm2d,
     _AlignedRowsBatchNorm,
     aligned_rows,
-    use_aligned_rows_batch_norm,
+    convert_aligned_rows_batch_norm,
 )
-from lanmsff.training.dilated_conv import (
+from lanmsff.training.cpu_kernels.dilated_conv import (
     SpaceToBatchConv2d,
     conv2d_space_to_batch,
+    convert_space_to_batch,
     fits_space_to_batch,
-    use_space_to_batch,
 )
+from lanmsff.training.cpu_kernels.elementwise import MaskDropout, pooled_pwfs
 
 STEPS = 3
 BATCH = 8
@@ -86,7 +89,7 @@ def _dilated_pair(groups: int, dilation: tuple[int, int], padding: tuple[int, in
     plain = nn.Conv2d(12, 12, 3, padding=padding, dilation=dilation, groups=groups).double()
     fast = nn.Sequential(nn.Conv2d(12, 12, 3, padding=padding, dilation=dilation, groups=groups)).double()
     fast.load_state_dict(nn.Sequential(plain).state_dict())
-    assert use_space_to_batch(fast) == 1 and list(fast.state_dict()) == ["0.weight", "0.bias"]
+    assert convert_space_to_batch(fast) == 1 and list(fast.state_dict()) == ["0.weight", "0.bias"]
     return plain, fast[0]
 
 
@@ -141,7 +144,7 @@ def test_the_avx512_decision_follows_torchs_kernels(capability) -> None:
     code = (
         "import torch\n"
         "from lanmsff.runtime.hardware import cpu_runs_avx512\n"
-        "from lanmsff.training.dilated_conv import SpaceToBatchConv2d\n"
+        "from lanmsff.training.cpu_kernels.dilated_conv import SpaceToBatchConv2d\n"
         "conv = SpaceToBatchConv2d(12, 12, 3, padding=2, dilation=2)\n"
         "used = conv.uses_space_to_batch(torch.randn(2, 12, 16, 16))\n"
         "print(torch.backends.cpu.get_cpu_capability(), cpu_runs_avx512(), used)"
@@ -215,7 +218,7 @@ def _batch_norm_pair(channels: int, dtype: torch.dtype = torch.float64) -> tuple
         plain.weight.uniform_(0.5, 1.5), plain.bias.normal_()
         plain.running_mean.normal_(), plain.running_var.uniform_(0.5, 2.0)
     fast = copy.deepcopy(plain)
-    assert use_aligned_rows_batch_norm(nn.Sequential(fast)) == 1 and type(fast) is AlignedRowsBatchNorm2d
+    assert convert_aligned_rows_batch_norm(nn.Sequential(fast)) == 1 and type(fast) is AlignedRowsBatchNorm2d
     assert list(fast.state_dict()) == list(plain.state_dict())
     return plain, fast
 
@@ -290,12 +293,15 @@ def test_aligned_rows_batch_norm_in_bf16_is_as_close_to_float64_as_batch_norm(mo
         assert error < 5e-3  # bf16 keeps 8 bits: a relative 2^-9 per value
 
 
-# A converted network is still a plain one in evaluation: optimize() folds every BatchNorm into its convolution.
-def test_aligned_rows_batch_norm_folds_like_batch_norm() -> None:
+# Inference sees only plain modules: folding takes plain BatchNorms only, and a network whose kernels were
+# removed folds like one that never had them, to the same function.
+def test_only_plain_batch_norms_fold() -> None:
     net = _model().eval()
     reference = copy.deepcopy(net)
-    assert use_aligned_rows_batch_norm(net) == count_batchnorm(reference) > 0
+    assert convert_aligned_rows_batch_norm(net) == count_batchnorm(reference) > 0
     assert list(net.state_dict()) == list(reference.state_dict())
+    assert fold_batchnorm(copy.deepcopy(net)) == 0
+    assert cpu_kernels.remove_cpu_kernels(net) == count_batchnorm(reference)
     assert fold_batchnorm(net) == count_batchnorm(reference) and count_batchnorm(net) == 0
     x = torch.rand(4, 1, 64, 64)
     with torch.no_grad():
@@ -320,43 +326,180 @@ def test_aligned_rows_batch_norm_trains_the_same(bf16: bool, data: tuple, monkey
     assert audit["ok"] and audit["max_rel_err"] < (0.02 if bf16 else 1e-4)
 
 
-# libgomp, torch's OpenMP runtime, reads GOMP_SPINCOUNT once when torch is imported; its default
-# (300,000 spins at every barrier) makes two threads on two shared cores collapse (measured 3.7 instead
-# of 45 images/s) whenever another process takes a core. lanmsff's __init__ sets a short spin, which
-# keeps the idle speed and changes no number; it must come before torch is imported.
-def test_importing_lanmsff_sets_a_short_openmp_spin_before_torch_loads() -> None:
-    import os
-    import subprocess
-    import sys
+# ----------------------------------------------------------------------------- the policy
+# Nothing changes the environment at import; the entry points set a short OpenMP spin before torch loads
+# (libgomp reads GOMP_SPINCOUNT once, when torch is first imported), a user's own value wins, and
+# LANMSFF_PROCESS_SETUP=0 turns the set-up off.
+@pytest.mark.parametrize(
+    ("env", "imported", "expected"),
+    [
+        ({}, "lanmsff", "None"),
+        ({}, "train", "10000 True"),
+        ({"GOMP_SPINCOUNT": "5"}, "train", "5 True"),
+        ({"LANMSFF_PROCESS_SETUP": "0"}, "train", "None False"),
+    ],
+)
+def test_process_set_up_happens_in_the_entry_points_not_at_import(env, imported, expected) -> None:
+    from .conftest import ROOT
 
-    code = "import lanmsff, os, sys; assert 'torch' not in sys.modules; print(os.environ.get('GOMP_SPINCOUNT'))"
-    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
-    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert default.stdout.strip() == "10000"
-    mine = subprocess.run(
-        [sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "5"}, capture_output=True, text=True, check=True
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import os; import {imported}\n"
+        "from lanmsff.runtime.process import allocator_tuned\n"
+        "print(os.environ.get('GOMP_SPINCOUNT'), *([allocator_tuned()] if 'train' in sys.modules else []))"
     )
-    assert mine.stdout.strip() == "5"  # a user's own setting wins
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "LANMSFF_PROCESS_SETUP")}
+    result = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == expected
 
 
-# FERModule (what train.py and eval.py build) trains the network with the CPU's training defaults: every
-# dilated convolution a SpaceToBatchConv2d and every BatchNorm on aligned rows, and a training step of the
-# reference LANMSFF takes both paths (in fp32: the 2 depthwise dilated convolutions on sub-grids where
-# torch runs AVX-512 kernels, all 6 where it does not; all 20 BatchNorms once their sizes are allowed).
-def test_the_lightning_module_trains_with_the_cpu_training_defaults(monkeypatch) -> None:
+def _kernel_classes(net: nn.Module) -> set[str]:
+    return {type(m).__name__ for m in net.modules() if type(m) in cpu_kernels.PLAIN_CLASS}
+
+
+def _fit_one_step(module, precision: str = "32-true") -> dict[str, set[str]]:
+    """Fit ``module`` one step on random data; the kernel classes seen in the step, and after the fit."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    seen: dict[str, set[str]] = {}
+    original = module.training_step
+
+    def step(batch, batch_idx):
+        seen["during"] = _kernel_classes(module.net)
+        return original(batch, batch_idx)
+
+    module.training_step = step
+    data = TensorDataset(torch.rand(4, 1, 64, 64), torch.tensor([0, 1, 2, 3]), torch.zeros(4, dtype=torch.long))
+    trainer = pl.Trainer(
+        max_steps=1, accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(data, batch_size=4))
+    seen["after"] = _kernel_classes(module.net)
+    return seen
+
+
+# FERModule builds the plain network; with cpu_kernels=auto a CPU fit trains with every kernel (6 dilated
+# convolutions, 20 BatchNorms, 4 dropouts, 3 PWFS selections of the reference LANMSFF) and hands the plain
+# network back when it ends (checkpoints, testing and eval.py see only plain modules).
+def test_auto_applies_the_kernels_for_a_cpu_fit_only(monkeypatch) -> None:
     from lanmsff.training import FERModule
 
-    net = {"_target_": "lanmsff.models.LANMSFF"}
-    module = FERModule(net, class_names=list("abcdefg"), channels_last=True).train()  # model.channels_last=true
-    reference = LANMSFF()
-    dilated = sum(dilated_conv.is_dilated_conv(m) for m in reference.modules())
-    assert dilated == 6 and sum(type(m) is SpaceToBatchConv2d for m in module.modules()) == dilated
-    assert sum(type(m) is AlignedRowsBatchNorm2d for m in module.modules()) == count_batchnorm(reference) == 20
+    module = FERModule({"_target_": "lanmsff.models.LANMSFF"}, class_names=list("abcdefg"), channels_last=True)
+    assert _kernel_classes(module.net) == set()
+    seen = _fit_one_step(module)
+    assert seen["during"] == {"SpaceToBatchConv2d", "AlignedRowsBatchNorm2d", "MaskDropout", "FusedPWFSSelection"}
+    assert module.cpu_kernels_applied == {
+        "space_to_batch_conv": 6, "aligned_rows_batch_norm": 20, "mask_dropout": 4, "fused_pwfs": 3,
+    }  # fmt: skip
+    assert seen["after"] == set()
+    assert cpu_kernels.apply_cpu_kernels(module.net, "auto", device="cuda", precision="32-true") == {}
+
+
+def test_the_kernels_compute_the_training_step_on_sub_grids_and_aligned_rows(monkeypatch) -> None:
+    """A training step of the reference LANMSFF under ``auto`` takes both paths: in fp32 the 2 depthwise dilated
+    convolutions on sub-grids where torch runs AVX-512 kernels, all 6 where it does not; all 20 BatchNorms once
+    their sizes are allowed."""
+    net = LANMSFF().to(memory_format=torch.channels_last).train()
+    cpu_kernels.apply_cpu_kernels(net, "auto", device="cpu", precision="32-true")
     monkeypatch.setattr(AlignedRowsBatchNorm2d, "min_elements", 0)
     sub_grids = _count_calls(monkeypatch, dilated_conv, "conv2d_space_to_batch")
     aligned = _count_calls(monkeypatch, _AlignedRowsBatchNorm, "forward")
-    x, y = torch.rand(2, 1, 64, 64), torch.tensor([0, 3])
-    loss = module.training_step((x, y, torch.zeros(2, dtype=torch.long)), 0)
-    loss.backward()
+    x = torch.rand(2, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+    nn.functional.cross_entropy(net(x), torch.tensor([0, 3])).backward()
     assert len(sub_grids) == (2 if hardware.cpu_runs_avx512() else 6) and len(aligned) == 20
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.net.parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+# cpu_kernels=off trains the plain modules: in fp32 a training step is the plain eager module's, bit for bit.
+def test_off_trains_exactly_the_plain_eager_module() -> None:
+    from lanmsff.training import FERModule
+
+    torch.manual_seed(7)
+    module = FERModule({"_target_": "lanmsff.models.LANMSFF"}, class_names=list("abcdefg"), cpu_kernels="off")
+    torch.manual_seed(7)
+    plain = LANMSFF().train()
+    assert cpu_kernels.apply_cpu_kernels(module.net, "off", device="cpu", precision="32-true") == {}
+    module.train()
+    x, y = torch.rand(4, 1, 64, 64), torch.tensor([0, 1, 2, 6])
+    torch.manual_seed(3)
+    loss = module.training_step((x, y, torch.zeros(4, dtype=torch.long)), 0)
+    loss.backward()
+    torch.manual_seed(3)
+    expected = nn.functional.cross_entropy(plain(x), y)
+    expected.backward()
+    assert torch.equal(loss.detach(), expected.detach())
+    for (name, ours), theirs in zip(module.net.named_parameters(), plain.parameters(), strict=True):
+        assert torch.equal(ours.grad, theirs.grad), name
+
+
+# Under bf16 on a CPU oneDNN's weight gradients of dilated channels-last convolutions are wrong (NaN); with
+# cpu_kernels=off the dilated convolutions fall back to NCHW weight gradients, which are right.
+def test_off_with_bf16_on_a_cpu_guards_the_dilated_weight_gradients(data: tuple) -> None:
+    net = LANMSFF(widths=(12, 12, 12, 12)).to(memory_format=torch.channels_last)
+    applied = cpu_kernels.apply_cpu_kernels(net, "off", device="cpu", precision="bf16-mixed")
+    assert applied == {"nchw_weight_grad_conv": 6} and _kernel_classes(net) == {"NCHWWeightGradConv2d"}
+    x, y = data
+    audit = audit_conv_weight_grads(net, x, y, bf16=True)
+    assert audit["ok"] and audit["convolutions"] > 6 and audit["max_rel_err"] < 0.02, audit
+    assert cpu_kernels.remove_cpu_kernels(net) == 6 and _kernel_classes(net) == set()
+
+
+def test_an_unknown_policy_is_a_config_error() -> None:
+    from lanmsff.errors import ConfigError
+    from lanmsff.training import FERModule
+
+    with pytest.raises(ConfigError, match=r"model\.cpu_kernels"):
+        FERModule({"_target_": "lanmsff.models.LANMSFF"}, class_names=list("abc"), cpu_kernels="fast")
+
+
+# ----------------------------------------------------------------------------- element-wise kernels
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_pooled_pwfs_trains_as_the_composed_ops(memory_format: torch.memory_format) -> None:
+    """The fused pooled PWFS (used when training) has the composed ops' value and gradient, in float64."""
+    y = torch.randn(3, 30, 6, 4, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+    weights = torch.randn(3, 10, dtype=torch.float64)
+    fused = pooled_pwfs(y)
+    composed = pwfs(y).mean(dim=(2, 3))
+    torch.testing.assert_close(fused, composed, rtol=0, atol=1e-12)
+    (ours,) = torch.autograd.grad((fused * weights).sum(), y)
+    (reference,) = torch.autograd.grad((composed * weights).sum(), y)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    with torch.no_grad():  # inference runs the composed ops
+        assert torch.equal(pooled_pwfs(y), composed)
+
+
+def test_pooled_pwfs_in_bf16_and_on_ties() -> None:
+    torch.manual_seed(0)
+    y = torch.relu(torch.randn(4, 66, 8, 8)).contiguous(memory_format=torch.channels_last)  # many tied zeros
+    y[:, 22:44] = y[:, :22]  # and ties at non-zero values
+    weights = torch.randn(4, 22)
+    grads = {}
+    for name, fn in {"fused": pooled_pwfs, "composed": lambda t: pwfs(t).mean(dim=(2, 3))}.items():
+        leaf = y.clone().requires_grad_()
+        torch.testing.assert_close(fn(leaf), pwfs(y.double()).mean(dim=(2, 3)).float(), rtol=1e-5, atol=1e-6)
+        (grads[name],) = torch.autograd.grad((fn(leaf) * weights).sum(), leaf)
+        low = y.bfloat16().requires_grad_()
+        assert fn(low).dtype == torch.bfloat16
+        torch.testing.assert_close(fn(low).float(), fn(y).detach(), rtol=0.02, atol=0.02)
+    # a tie's gradient goes to one of the tied minima instead of being split: each triple's total is equal
+    triples = {name: g.unflatten(1, (3, 22)).sum(1) for name, g in grads.items()}
+    torch.testing.assert_close(triples["fused"], triples["composed"], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4, 0.9])
+def test_mask_dropout_drops_at_rate_p_keeps_the_mean_and_the_memory_format(p: float) -> None:
+    torch.manual_seed(0)
+    x = torch.ones(64, 24, 16, 16).to(memory_format=torch.channels_last).requires_grad_()
+    drop = MaskDropout(p).train()
+    out = drop(x)
+    dropped = (out == 0).double().mean().item()
+    assert abs(dropped - p) < 0.005  # 393,216 draws: the standard error is at most 0.0008
+    assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p)))  # inverted dropout, as Keras
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    out.sum().backward()
+    assert torch.allclose(x.grad, (out != 0) / (1 - p))  # gradient flows through the kept units only
+    bf16 = drop(torch.ones(8, 4, 4, 4, dtype=torch.bfloat16))
+    assert bf16.dtype == torch.bfloat16
+    assert torch.equal(drop.eval()(x), x) and torch.equal(MaskDropout(0.0).train()(x), x)

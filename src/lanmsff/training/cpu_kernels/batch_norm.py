@@ -2,9 +2,8 @@
 
 A channels-last batch ``(B, C, H, W)`` is a ``(B * H * W, C)`` matrix in memory. Torch's CPU
 BatchNorm kernels walk it row by row, and when ``C`` is not a multiple of the vector width each row
-ends in a partial vector. LANMSFF's channel counts (66, 36, 72, 78, 42, 84) all leave one, and on the
-Intel kind its 66-channel BatchNorms at 64x64 took 1.3x the time of 64-channel ones (batch 64, bf16,
-forward and backward); their statistics alone took 4x the time of the same statistics on aligned rows.
+ends in a partial vector. LANMSFF's channel counts (66, 36, 72, 78, 42, 84) all leave one, which makes
+its BatchNorms markedly slower than ones of a multiple of the vector width (docs, speed page).
 
 :class:`AlignedRowsBatchNorm2d` reads the same memory as a ``(B * H * W / k, k * C)`` matrix, with
 ``k`` the smallest number of pixels whose ``k * C`` values fill whole vectors (:func:`aligned_rows`).
@@ -22,11 +21,9 @@ vector width and without a copy:
 The function is BatchNorm's (training statistics, the same running-statistics update, unbiased
 running variance); in float64 it agrees with ``nn.BatchNorm2d`` to rounding. One rounding differs
 in bf16: ``scale`` multiplies the bf16 gradient as a bf16 number (a relative 2^-9 per channel, the
-rounding autocast already applies to every convolution weight). Measured on the Intel kind (batch
-64, forward and backward, bf16 and fp32): 1.4-1.5x at 66 channels and 64x64 (49 -> 35 ms in bf16),
-1.1-2.0x on the 32x32 and 16x16 maps; on 8x8 maps the extra small operations cost more than they
-save (0.9-1.0x), so below :attr:`AlignedRowsBatchNorm2d.min_elements` it is torch's BatchNorm.
-LANMSFF's training step gained 1.14-1.23x in bf16 and 1.05x in fp32 (README, Speed).
+rounding autocast already applies to every convolution weight). On small maps the extra small
+operations cost more than they save, so below :attr:`AlignedRowsBatchNorm2d.min_elements` it is
+torch's BatchNorm (the docs' speed page has the measurements).
 """
 
 from __future__ import annotations
@@ -39,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lanmsff.models.blocks import runs_fused
 from lanmsff.models.introspection import retype_modules
+from lanmsff.training.cpu_kernels.elementwise import runs_fused
 
 ROW_ALIGNMENT = 32  # values: a whole number of vectors for bf16 and fp32 on AVX2 and AVX-512
 DTYPES = (torch.float32, torch.bfloat16, torch.float64)  # of the input
@@ -48,7 +45,7 @@ PARAM_DTYPES = (torch.float32, torch.float64)  # statistics kept at least in fp3
 
 
 def is_plain_batch_norm(module: nn.Module) -> bool:
-    """A plain ``nn.BatchNorm2d`` (not a subclass): what :func:`use_aligned_rows_batch_norm` converts."""
+    """A plain ``nn.BatchNorm2d`` (not a subclass): what :func:`convert_aligned_rows_batch_norm` converts."""
     return type(module) is nn.BatchNorm2d
 
 
@@ -144,6 +141,6 @@ class AlignedRowsBatchNorm2d(nn.BatchNorm2d):
             return _AlignedRowsBatchNorm.apply(x, self.weight, self.bias, self, aligned_rows(x.shape[1]))
 
 
-def use_aligned_rows_batch_norm(model: nn.Module) -> int:
+def convert_aligned_rows_batch_norm(model: nn.Module) -> int:
     """Make each plain ``nn.BatchNorm2d`` of ``model`` an :class:`AlignedRowsBatchNorm2d` in place; returns how many."""
     return retype_modules(model, is_plain_batch_norm, AlignedRowsBatchNorm2d)

@@ -1,7 +1,7 @@
 """Parameters and FLOPs per block of any model config.
 
-    python -m lanmsff.models.summary model=lanmsff
-    python -m lanmsff.models.summary model=resnet18 data.image_size=96 --num-classes 8
+    python -m lanmsff.models.complexity model=lanmsff
+    python -m lanmsff.models.complexity model=resnet18 data.image_size=96 --num-classes 8
 
 Arguments are Hydra overrides of ``conf/train.yaml``; FLOPs come from ``torch.utils.flop_counter``
 (a multiply-add is two FLOPs) for one image.
@@ -75,7 +75,7 @@ def build_from_overrides(overrides: list[str], num_classes: int) -> tuple[nn.Mod
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lanmsff.models.summary", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lanmsff.models.complexity", description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=lanmsff_fuse_4")
     parser.add_argument("--num-classes", type=int, default=7)
     args = parser.parse_args(argv)

@@ -1,14 +1,14 @@
 """Dilated convolutions on CPUs: computed exactly as undilated ones, and a guard for what cannot be.
 
-Two problems of oneDNN (as shipped with torch 2.14.1) with *dilated* convolutions on the CPUs we
-measured, both in LANMSFF's L path (dilation 2):
+Two problems of oneDNN (as shipped with torch 2.14.1) with *dilated* convolutions on CPUs, both in
+LANMSFF's L path (dilation 2):
 
 * **Wrong bf16 weight gradients** in channels-last (NaN, inf or large relative errors at 32x32 and
-  larger; ``python -m lanmsff.bench`` audits every convolution's weight gradient against float64, and
-  the README's speed section gives the measured errors). This made plain ``bf16-mixed`` training
-  diverge to NaN in its first epoch.
-* **Slow kernels**: a dilated depthwise 3x3 convolution's backward pass takes 5-30x the time of the
-  undilated one on the same data, in bf16 and fp32 (about a tenth of LANMSFF's training step).
+  larger; the benchmark suite audits every convolution's weight gradient against float64, and the
+  docs' speed page gives the measured errors). This made plain ``bf16-mixed`` training diverge to
+  NaN in its first epoch.
+* **Slow kernels**: a dilated depthwise 3x3 convolution's backward pass takes several times the time
+  of the undilated one on the same data, in bf16 and fp32.
 
 :class:`SpaceToBatchConv2d` avoids both. A stride-1 convolution with dilation ``d`` and padding ``p``
 (``p`` divisible by ``d``) on an ``H x W`` map (divisible by ``d``) is, on each of the ``d x d``
@@ -17,12 +17,12 @@ the matching sub-grid of the full output. So the sub-grids are stacked along the
 (space-to-batch, as TensorFlow computes dilated convolutions), convolved once without dilation,
 and put back: the same products and weights, only a different summation order (equal to the dilated
 convolution within float rounding, in both directions of autograd). It is used where it is faster
-(see :class:`SpaceToBatchConv2d`).
+(see :meth:`SpaceToBatchConv2d.uses_space_to_batch`).
 
 Where a shape does not allow it (odd map sizes, strides), :class:`NCHWWeightGradConv2d` keeps the
 convolution dilated and, under CPU autocast, computes only its weight gradient in NCHW layout, where
 the kernel is right. Neither class changes a parameter, buffer or state-dict key, and both are plain
-``Conv2d`` off the CPU. ``FERModule`` applies them (:func:`use_space_to_batch`) when it trains on a CPU.
+``Conv2d`` off the CPU. :func:`lanmsff.training.cpu_kernels.apply_cpu_kernels` applies them.
 """
 
 from __future__ import annotations
@@ -84,11 +84,11 @@ def _format_of(t: torch.Tensor) -> torch.memory_format:
 
 
 def is_dilated_conv(module: nn.Module) -> bool:
-    """A plain ``nn.Conv2d`` with dilation: what :func:`use_nchw_weight_grads` and :func:`use_space_to_batch` take."""
+    """A plain ``nn.Conv2d`` with dilation: what the converters of this module take."""
     return type(module) is nn.Conv2d and module.dilation != (1, 1)
 
 
-def use_nchw_weight_grads(model: nn.Module) -> int:
+def convert_nchw_weight_grads(model: nn.Module) -> int:
     """Turn every dilated ``nn.Conv2d`` of ``model`` into :class:`NCHWWeightGradConv2d` in place; returns how many."""
     return retype_modules(model, is_dilated_conv, NCHWWeightGradConv2d)
 
@@ -141,17 +141,11 @@ def conv2d_space_to_batch(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 class SpaceToBatchConv2d(NCHWWeightGradConv2d):
     """A dilated Conv2d that a CPU computes as undilated on space-to-batch sub-grids where that is faster.
 
-    Measured on the Intel kind (batch 64, LANMSFF's dilated convolutions, forward + backward):
-    under bf16 autocast every one of them gains (the depthwise 72-channel one at 32x32 10x, the
-    plain ones 1.1-1.6x at 32x32; at 8x8 within 1 ms), so all are computed that way, and no dilated
-    bf16 kernel runs; in fp32 the depthwise ones gain 1.8-1.9x. In fp32 the plain ones lose 1.1-1.5x
-    where torch runs AVX-512 kernels (oneDNN's fp32 dilated kernel is fast and right there), so
-    there only depthwise ones are computed this way. Without AVX-512 (the AMD kind) oneDNN computes a
-    plain dilated convolution's fp32 weight gradient by im2col and GEMM (``x64:gemm:jit``, about twice
-    the time of its undilated kernel), and space-to-batch was 1.2-1.3x faster for LANMSFF's plain
-    dilated convolutions at batch 32 and 64 (the Intel kind limited to AVX2 by ``ATEN_CPU_CAPABILITY``
-    and ``ONEDNN_MAX_CPU_ISA``, 2026-12-02), so there every fitting one is. Anything else, and every
-    shape :func:`fits_space_to_batch` rejects, is :class:`NCHWWeightGradConv2d`.
+    Which convolutions gain was measured by the benchmark suite (docs, speed page): under bf16 autocast
+    all of LANMSFF's dilated convolutions, so no dilated bf16 kernel runs; in fp32 the depthwise ones;
+    and on CPUs without AVX-512 kernels, where oneDNN computes a plain dilated convolution's fp32
+    weight gradient by im2col and GEMM, every fitting one. Anything else, and every shape
+    :func:`fits_space_to_batch` rejects, is :class:`NCHWWeightGradConv2d`.
     """
 
     def uses_space_to_batch(self, x: torch.Tensor) -> bool:
@@ -165,6 +159,6 @@ class SpaceToBatchConv2d(NCHWWeightGradConv2d):
         return conv2d_space_to_batch(self, x) if self.uses_space_to_batch(x) else super().forward(x)
 
 
-def use_space_to_batch(model: nn.Module) -> int:
+def convert_space_to_batch(model: nn.Module) -> int:
     """Turn every dilated ``nn.Conv2d`` of ``model`` into :class:`SpaceToBatchConv2d` in place; returns how many."""
     return retype_modules(model, is_dilated_conv, SpaceToBatchConv2d)

@@ -1,8 +1,0 @@
-"""``python -m lanmsff.compare``: runs the comparison report's command line, :func:`lanmsff.analysis.cli.main`."""
-
-import sys
-
-from lanmsff.analysis.cli import main
-
-if __name__ == "__main__":
-    sys.exit(main())
