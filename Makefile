@@ -45,6 +45,11 @@ $(PEER_STAMP):
 bench-peer: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python -m lanmsff.bench --with-preprocess --peer-python $(PEER_VENV)/bin/python
 
+## docs: build the documentation site into site/ (MkDocs, strict: a dead link or a missing page fails)
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -31,7 +31,7 @@ The traced and compiled forms are specialised to the input's spatial size (the m
 new batch size once (tens of seconds on a small CPU), so keep the batch size fixed with it.
 
 The accuracy cost of bf16 (top-1 agreement with fp32 on the demo checkpoint) is measured by
-``python -m lanmsff.bench`` (``bf16_agreement``) and reported in the README's speed section.
+the benchmark suite (``make bench``, ``bf16_agreement``) and reported in the docs' speed results.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Float32Stem(nn.Module):
     """Runs the wrapped layer in fp32 with autocast off (the stem under reduced precision).
 
     The first convolution reads the image itself; rounding pixels and stem weights to bf16 is the
-    largest single source of bf16/fp32 disagreement (measured in the README's speed section), while the
+    largest single source of bf16/fp32 disagreement (measured by the benchmark suite; docs/speed-results.md), while the
     layer costs under 1% of LANMSFF's FLOPs.
     """
 

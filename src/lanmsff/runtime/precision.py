@@ -9,8 +9,8 @@ Two functions, two contracts:
 
 ``auto`` means: on CUDA bf16 where the GPU supports it, else fp16; on a CPU bf16 only where the CPU
 computes it natively (AVX-512 BF16 or AMX), else fp32. For training, models whose config sets
-``cpu_bf16: false`` (the mobile timm baselines, slower in bf16 on CPUs; see the README's speed
-section) stay in fp32 on CPUs.
+``cpu_bf16: false`` (the mobile timm baselines, slower in bf16 on CPUs; see docs/speed.md)
+stay in fp32 on CPUs.
 """
 
 from __future__ import annotations

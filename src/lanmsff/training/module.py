@@ -95,7 +95,7 @@ class FERModule(pl.LightningModule):
         # kept out of the module tree, so that state_dict keys and checkpoints do not change. Static
         # shapes: one graph per batch size met (the full batches, an epoch's last one, evaluation);
         # with automatic dynamic shapes the first short batch turned every later step into a slower
-        # dynamic-shape graph (README, Speed: model.compile)
+        # dynamic-shape graph (docs/speed.md: model.compile)
         self.__dict__["_run_net"] = compile_module(self.net, dynamic=False) if compile else self.net
 
         def quality() -> MetricCollection:
