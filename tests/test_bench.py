@@ -1,9 +1,12 @@
-"""``python -m lanmsff.bench``: it runs end to end and records what it claims to measure (no timing is asserted)."""
+"""``python -m benchmarks``: it runs end to end and records what it claims to measure (no timing is asserted);
+its results files have the schema that ``make speed-tables`` reads, and ``docs/speed-results.md`` is generated
+from the committed ones."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks import tables
+from benchmarks.models import DEFAULT_BF16
+from benchmarks.result_files import RESULTS_DIR, ResultsError, add_run, cpu_kind, problems, read, read_all
 from lanmsff.runtime.hardware import NATIVE_BF16_ENV, cpu_has_native_bf16
+
+from .helpers.bench import run_bench as _bench
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SAFE_BF16 = "channels-last + bf16, dilated as space-to-batch, BatchNorm on aligned rows"
-
-
-def _bench(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lanmsff.bench", *args],
-        cwd=cwd,
-        env={**os.environ, "LANMSFF_ROOT": str(cwd), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+SAFE_BF16 = DEFAULT_BF16  # the training default on a CPU with native bf16: every CPU kernel of model.cpu_kernels=auto
 
 
 def _check_common(results: dict) -> None:
@@ -85,6 +82,19 @@ def test_quick_bench_records_every_measurement(native: str, tmp_path: Path) -> N
     elif not any(name in os.environ for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")):
         assert "kernels limited by" not in result.stdout
     _check_versus(results, result.stdout + result.stderr)
+    _check_results_file(results, tmp_path / "results")
+
+
+def _check_results_file(results: dict, folder: Path) -> None:
+    """The run went to <folder>/<cpu-kind>-<date>.json as the generator of the speed tables reads it."""
+    (path,) = folder.glob("*.json")
+    assert path.name == f"{cpu_kind(results['machine'])}-{results['date']}.json"
+    stored = read(path)  # raises if the schema is not the generator's
+    assert stored.kind == results["cpu_kind"] and stored.runs == [results]
+    page = tables.render([stored])
+    for title in ("**LANMSFF, inference**", "**LANMSFF, training step**", "**The training loader**"):
+        assert title in page
+    assert "(transcribed)" not in page and "A quick run" in page
 
 
 def _check_versus(results: dict, output: str) -> None:
@@ -138,9 +148,9 @@ def one_thread():
 
 def test_versus_puts_the_peer_next_to_ours(tmp_path: Path, one_thread: None) -> None:
     """The interleaved comparison with a stand-in for the TF process: rows, ratios ours / TF, thread counts."""
-    from lanmsff.bench.models import Settings
-    from lanmsff.bench.peer import upper_median
-    from lanmsff.bench.versus import TF_INFERENCE, run_versus
+    from benchmarks.models import Settings
+    from benchmarks.peer import upper_median
+    from benchmarks.versus import TF_INFERENCE, run_versus
 
     s = Settings(batch=4, min_run_time=0.05, train_run_time=0.05, quick=True)
     peer = _fake_peer(tmp_path, FAKE_PEER)
@@ -159,10 +169,11 @@ def test_versus_puts_the_peer_next_to_ours(tmp_path: Path, one_thread: None) -> 
     threads = result["threads"]
     assert threads["torch_intra_op"] == 1
     assert (threads["tf_intra_op"], threads["tf_inter_op"]) == (2, 2)
+    assert result["pairs"][label] == TF_INFERENCE and set(result["pairs"]) == set(ratios) - {"paired"}
 
 
 def test_a_broken_peer_is_reported(tmp_path: Path) -> None:
-    from lanmsff.bench.peer import PeerError, PeerProcess, find_peer_python
+    from benchmarks.peer import PeerError, PeerProcess, find_peer_python
 
     broken = _fake_peer(tmp_path, "#!{python}\nimport sys\nprint('no tensorflow here', file=sys.stderr)\nsys.exit(1)\n")
     with (
@@ -174,7 +185,7 @@ def test_a_broken_peer_is_reported(tmp_path: Path) -> None:
 
 
 def test_time_calls_warms_up_then_times_each_call() -> None:
-    from lanmsff.bench.peer import time_calls
+    from benchmarks.peer import time_calls
 
     calls = []
     timing = time_calls(lambda: calls.append(1), 0.0, warmup=2, min_calls=5)
@@ -190,8 +201,8 @@ def test_the_tensorflow_peer_runs_standalone(tmp_path: Path) -> None:
     """The authors' Keras model (356,294 parameters) timed by the peer venv's TensorFlow, threads as asked."""
     args = ["--threads", "2", "--inter-op-threads", "1", "--batch", "4", "--train-batch", "4"]
     result = subprocess.run(
-        [str(PEER_PYTHON), "-m", "lanmsff.bench.peer", *args, "--seconds", "0.1", "--train-seconds", "0.1"],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        [str(PEER_PYTHON), "-m", "benchmarks.peer", *args, "--seconds", "0.1", "--train-seconds", "0.1"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -212,8 +223,98 @@ def test_device_cuda_without_cuda_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_every_lever_can_be_named_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from lanmsff.bench.levers import DEFAULT_LEVERS, LEVERS, main
+    from benchmarks.levers import DEFAULT_LEVERS, LEVERS, main
 
     assert DEFAULT_LEVERS and not [name for name in LEVERS if "," in name]
     assert main(["--levers", "default,warp-drive"]) == 2
     assert f"error: --levers: unknown warp-drive; choices: {', '.join(LEVERS)}" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- results files and the speed tables
+PAGE = ROOT / "docs" / "speed-results.md"
+
+
+def test_the_speed_results_page_is_generated_from_the_results_files(tmp_path: Path) -> None:
+    """docs/speed-results.md is what ``make speed-tables`` writes from benchmarks/results/ (regenerated, compared)."""
+    out = tmp_path / "speed-results.md"
+    assert tables.main(["--results-dir", str(RESULTS_DIR), "--out", str(out)]) == 0
+    assert PAGE.read_text(encoding="utf-8") == out.read_text(encoding="utf-8"), (
+        "docs/speed-results.md is out of date with benchmarks/results/: run make speed-tables"
+    )
+    assert tables.main(["--out", str(out), "--check"]) == 0
+    out.write_text(out.read_text() + "edited by hand\n")
+    assert tables.main(["--out", str(out), "--check"]) == 1
+
+
+def test_the_committed_results_files_are_readable_and_named_by_kind_and_date() -> None:
+    files = read_all(RESULTS_DIR)  # raises on a file the generator cannot read
+    kinds = {f.kind for f in files}
+    assert {"intel-avx512bf16-amx", "amd-f26-avx512bf16", "amd-f25-avx2"} <= kinds
+    for file in files:
+        assert file.path.name == f"{file.kind}-{file.date}.json" and not problems(file.data, file.path.name)
+        for run in file.runs:
+            if run.get("source"):  # transcribed: says from where, and that record's dates
+                assert "d8890c6" in run["source"] and "README" in run["source"]
+                assert file.date in file.data["dates_in_source"]
+
+
+def test_the_speed_results_page_speaks_plain_words() -> None:
+    """No bench jargon on the page; "CPU kind" is defined once; every CPU kind has its section."""
+    text = PAGE.read_text(encoding="utf-8")
+    assert not re.search(r"\b(peers?|levers?)\b", text, re.IGNORECASE)
+    assert text.count("A **CPU kind** is") == 1
+    for kind in ("intel-avx512bf16-amx", "amd-f26-avx512bf16", "amd-f25-avx2"):
+        assert f"{{#{kind}}}" in text
+
+
+@pytest.mark.parametrize(
+    ("machine", "kind"),
+    [
+        (
+            {"cpu_id": "GenuineIntel family 6 model 143", "flags": ["amx_bf16", "amx_tile", "avx2", "avx512_bf16"]},
+            "intel-avx512bf16-amx",
+        ),
+        ({"cpu_id": "AuthenticAMD family 25 model 1", "flags": ["avx2"]}, "amd-f25-avx2"),
+        (
+            {"cpu_id": "AuthenticAMD family 26 model 2", "flags": ["avx2", "avx512_bf16", "avx512f"]},
+            "amd-f26-avx512bf16",
+        ),
+        (
+            {
+                "cpu_id": "GenuineIntel family 6 model 143",
+                "flags": ["amx_bf16", "avx512_bf16"],
+                "capability": "AVX2",
+                "isa_limits": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+                "native_bf16_override": "0",
+            },
+            "intel-avx512bf16-amx-limited-avx2",
+        ),
+        (
+            {"cpu_id": "AuthenticAMD family 26 model 2", "flags": ["avx512_bf16"], "native_bf16_override": "0"},
+            "amd-f26-avx512bf16-bf16-off",
+        ),
+        ({"cpu_id": "unknown", "flags": []}, "unknown"),
+    ],
+)
+def test_the_cpu_kind_names_vendor_family_and_vector_extensions(machine: dict, kind: str) -> None:
+    assert cpu_kind(machine) == kind
+
+
+def test_runs_of_one_kind_and_date_share_one_results_file(tmp_path: Path) -> None:
+    machine = {"cpu": "AMD EPYC", "cpu_id": "AuthenticAMD family 25 model 1", "flags": ["avx2"], "cores": 2}
+    run = {
+        "date": "2026-12-03",
+        "machine": machine,
+        "data_path": {"num_workers=0": {"num_workers": 0, "images_per_s": 900.0}},
+    }
+    first = add_run(tmp_path, run)
+    assert add_run(tmp_path, {**run, "seconds": 60.0}) == first
+    assert first.name == "amd-f25-avx2-2026-12-03.json" and len(read(first).runs) == 2
+    assert add_run(tmp_path, {**run, "date": "2026-12-04"}).name == "amd-f25-avx2-2026-12-04.json"
+    with pytest.raises(ResultsError, match=re.escape("versus_tf.rows.ours: no batch")):
+        add_run(tmp_path, {**run, "versus_tf": {"rows": {"ours": {"images_per_s": 3.0}}}})
+    first.rename(tmp_path / "amd-f26-avx512bf16-2026-12-03.json")  # a file under another kind's name
+    with pytest.raises(ResultsError, match=re.escape("is not <cpu_kind>-<date>.json")):
+        read_all(tmp_path)
+    page = tables.render([read(tmp_path / "amd-f25-avx2-2026-12-04.json")])
+    assert "## `amd-f25-avx2`: AMD, CPU family 25, AVX2 only {#amd-f25-avx2}" in page and "| 0 | 900.0 |" in page

@@ -3,7 +3,7 @@
 Each lever that changes how a training step is computed gets two checks: the same loss curve as the
 plain channels-last fp32 step over a few steps (fp32, dropout off so that the curves are
 deterministic), and every convolution's weight gradient equal to a float64 recomputation
-(:func:`lanmsff.bench.models.audit_conv_weight_grads`, the audit that found the bf16 dilated-conv bug).
+(:func:`benchmarks.models.audit_conv_weight_grads`, the audit that found the bf16 dilated-conv bug).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from lanmsff.bench import models as bm
-from lanmsff.bench.levers import apply_block_layout
+from benchmarks import models as bm
+from benchmarks.levers import apply_block_layout
 from lanmsff.inference.folding import count_batchnorm, fold_batchnorm
 from lanmsff.models import LANMSFF, pwfs
 from lanmsff.runtime import hardware
@@ -386,7 +386,12 @@ def _fit_one_step(module, precision: str = "32-true") -> dict[str, set[str]]:
 def test_auto_applies_the_kernels_for_a_cpu_fit_only(monkeypatch) -> None:
     from lanmsff.training import FERModule
 
-    module = FERModule({"_target_": "lanmsff.models.LANMSFF"}, class_names=list("abcdefg"), channels_last=True)
+    module = FERModule(
+        {"_target_": "lanmsff.models.LANMSFF"},
+        class_names=list("abcdefg"),
+        channels_last=True,
+        optimizer={"_target_": "torch.optim.Adam", "lr": 1e-3},
+    )
     assert _kernel_classes(module.net) == set()
     seen = _fit_one_step(module)
     assert seen["during"] == {"SpaceToBatchConv2d", "AlignedRowsBatchNorm2d", "MaskDropout", "FusedPWFSSelection"}

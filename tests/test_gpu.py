@@ -145,10 +145,10 @@ def test_ddp_with_one_gpu(tmp_path: Path) -> None:
 
 @needs_gpu
 def test_bench_measures_the_gpu(tmp_path: Path) -> None:
-    from .test_bench import _bench
+    from .helpers.bench import run_bench
 
     out = tmp_path / "gpu.json"
-    result = _bench("--device", "cuda", "--quick", "--out", str(out), cwd=tmp_path)
+    result = run_bench("--device", "cuda", "--quick", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     gpu = json.loads(out.read_text())["gpu"]
     assert all(row["images_per_s"] > 0 for part in ("inference", "training") for row in gpu[part].values())
@@ -170,8 +170,8 @@ def test_gpu_check_exits_cleanly_without_cuda(tmp_path: Path) -> None:
 
 
 def test_gpu_check_report_reads_the_steps(tmp_path: Path) -> None:
-    """The script's report (``python -m lanmsff.bench.gpu OUT``) from fake step records; no GPU needed."""
-    from lanmsff.bench.gpu import report
+    """The script's report (``python -m benchmarks.gpu OUT``) from fake step records; no GPU needed."""
+    from benchmarks.gpu import report
 
     (tmp_path / "steps.tsv").write_text("tests\t0\t90\ndemo\t0\t120\nbench\t1\t60\n")
     (tmp_path / "tests.xml").write_text(

@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from lanmsff.bench.models import bf16_agreement, train_briefly
+from benchmarks.models import bf16_agreement, train_briefly
 from lanmsff.checkpoints import load_model
 from lanmsff.data.samples import sample_faces
 from lanmsff.errors import ConfigError, UserError

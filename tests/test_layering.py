@@ -1,7 +1,8 @@
-"""The package's layering: no import cycle inside src/lanmsff, and every layer imports only the layers below.
+"""The package's layering: no import cycle inside src/lanmsff, and every layer imports only the layers below;
+the benchmark suite outside it (``benchmarks/``) uses only the package's public names.
 
 Imports are read from the source (``ast``), including those inside functions, so a cycle hidden in a
-function body counts too. The layers, from the bottom (see the README's layout section):
+function body counts too. The layers, from the bottom (docs/architecture.md draws them):
 
 0. ``errors``, ``utils``, ``runtime`` (hardware, precision), ``records`` (what runs write), ``plots``
 1. ``models``
@@ -10,7 +11,7 @@ function body counts too. The layers, from the bottom (see the README's layout s
 4. ``checkpoints``, ``onnx_export``
 5. ``inference``
 6. ``prediction``
-7. ``tasks``, ``analysis``, ``bench``
+7. ``tasks``, ``analysis``
 8. ``entrypoints`` (the glue of train.py, eval.py, predict.py, export.py)
 """
 
@@ -28,6 +29,7 @@ import pytest
 from .conftest import ROOT
 
 PACKAGE = ROOT / "src" / "lanmsff"
+BENCHMARKS = ROOT / "benchmarks"
 LAYERS = [
     ("lanmsff", "lanmsff.errors", "lanmsff.utils", "lanmsff.runtime", "lanmsff.records", "lanmsff.plots"),
     ("lanmsff.models",),
@@ -36,7 +38,7 @@ LAYERS = [
     ("lanmsff.checkpoints", "lanmsff.onnx_export"),
     ("lanmsff.inference",),
     ("lanmsff.prediction",),
-    ("lanmsff.tasks", "lanmsff.analysis", "lanmsff.bench"),
+    ("lanmsff.tasks", "lanmsff.analysis"),
     ("lanmsff.entrypoints",),
 ]
 
@@ -171,3 +173,42 @@ def test_face_geometry_and_the_haar_pipeline_load_without_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- code outside the package
+def private_package_imports(path: Path, root: Path = ROOT) -> list[str]:
+    """Imports of ``path`` that reach past the package's public names: a module or package of ``lanmsff`` whose
+    name starts with ``_`` (``lanmsff.x._y``), or a name starting with ``_`` imported from ``lanmsff``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            names: list[str] = []
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            modules, names = [node.module or ""], [alias.name for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            if module.split(".")[0] != "lanmsff":
+                continue
+            private = [part for part in module.split(".") if part.startswith("_")]
+            private += [name for name in names if name.startswith("_")]
+            if private:
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {module} ({', '.join(private)})")
+    return found
+
+
+def test_the_private_import_check_finds_private_names(tmp_path: Path) -> None:
+    (tmp_path / "x.py").write_text(
+        "import lanmsff.models._blocks\nfrom lanmsff.models import LANMSFF, _pwfs\n"
+        "from lanmsff.models.blocks import pwfs\nfrom ._local import _ok\nimport _thread\n"
+    )
+    found = private_package_imports(tmp_path / "x.py", root=tmp_path)
+    assert found == ["x.py:1: lanmsff.models._blocks (_blocks)", "x.py:2: lanmsff.models (_pwfs)"]
+
+
+def test_the_benchmarks_use_only_public_names_of_the_package() -> None:
+    files = sorted(BENCHMARKS.rglob("*.py"))
+    assert files, f"no benchmark code in {BENCHMARKS}"
+    found = [hit for path in files for hit in private_package_imports(path)]
+    assert not found, "benchmarks/ imports private names of lanmsff:\n" + "\n".join(found)

@@ -1,7 +1,7 @@
 """Benchmark the fast inference path, training steps and the data path (``make bench``).
 
-    python -m lanmsff.bench [--quick] [--models lanmsff,resnet18] [--out bench/results.json]
-                            [--threads 2] [--batch 64] [--with-preprocess]
+    python -m benchmarks [--quick] [--models lanmsff,resnet18] [--threads 2] [--batch 64]
+                         [--with-preprocess] [--results-dir benchmarks/results] [--out run.json]
 
 Everything is measured in one run, with ``torch.set_num_threads(--threads)``, as medians of
 ``torch.utils.benchmark.Timer.blocked_autorange`` and as ratios against the plain eager fp32 NCHW
@@ -9,7 +9,8 @@ model of the same run:
 
 * inference images/s at ``--batch``: channels-last, ``optimize`` (fp32 and ``auto``; whole batch
   vs micro-batches; eager, TorchScript, inductor), ONNX Runtime; batch-1 latency;
-* training steps (forward + backward + Adam) in fp32/bf16, NCHW/channels-last; each variant's
+* training steps (forward + backward + Adam) in fp32/bf16, NCHW/channels-last, with each CPU kernel
+  and with all of them (``model.cpu_kernels=auto``, the training default on CPUs); each variant's
   convolution weight gradients audited against float64, and the bf16 loss over ``check_steps``
   steps on synthetic faces;
 * params, FLOPs and achieved GFLOP/s of LANMSFF and the timm baselines;
@@ -17,22 +18,29 @@ model of the same run:
 * the cached in-memory training loader with online augmentation (0 and 2 workers);
 * the same baseline and best variants again after :func:`lanmsff.runtime.process.tune_glibc_malloc`
   (last, since it changes the process for good);
-* ours against the authors' Keras/TensorFlow model (:mod:`lanmsff.bench.versus`): TF runs in a
+* ours against the authors' Keras/TensorFlow model (:mod:`benchmarks.versus`): TF runs in a
   subprocess of ``.venv-peer/bin/python`` (``make bench-peer``; ``--peer-python``), measured
   interleaved with our ``optimize`` and default training step in the same run, with the same thread
-  count, and our step through the demo's Lightning loop at batch 32 (:mod:`lanmsff.bench.lightning_loop`).
+  count, and our step through the demo's Lightning loop at batch 32 (:mod:`benchmarks.lightning_loop`).
   Without the peer (or with ``--quick``, unless ``--peer``) our side is measured alone and the
   results say ``peer skipped: ...``.
 
-``--device cuda`` measures the GPU path instead (:mod:`lanmsff.bench.gpu`).
+``--device cuda`` measures the GPU path instead (:mod:`benchmarks.gpu`). ``python -m benchmarks`` sets
+the entry points' short OpenMP spin count before torch loads (:mod:`benchmarks.process`), not their
+allocator tuning: that is measured.
 
-Results go to ``--out`` (``bench/results.json``), written atomically, and a summary is printed.
+The run is added to its results file, ``benchmarks/results/<cpu-kind>-<YYYY-MM-DD>.json`` (one per
+CPU kind and date, :mod:`benchmarks.result_files`; ``--results-dir`` for another folder; a ``--quick``
+run only with ``--results-dir``; never with ``--no-record``), from which ``make speed-tables``
+(:mod:`benchmarks.tables`) writes ``docs/speed-results.md``. ``--out`` also writes the run alone to a
+file. A summary is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import functools
 import os
 import platform
@@ -50,9 +58,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from lanmsff.bench import models as bm
-from lanmsff.bench.models import BASELINE, MODEL_NAMES, Settings
-from lanmsff.bench.peer import PeerError, find_peer_python
+from benchmarks import models as bm
+from benchmarks.models import BASELINE, MODEL_NAMES, Settings
+from benchmarks.peer import PeerError, find_peer_python
+from benchmarks.result_files import RESULTS_DIR, ResultsError, add_run, best_safe_training, cpu_kind, first_auto, today
 from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.runtime.hardware import cpu_description, cpu_has_native_bf16
 from lanmsff.runtime.process import tune_glibc_malloc
@@ -79,10 +88,20 @@ class Faces:
 
 # ----------------------------------------------------------------------------- set-up
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lanmsff.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="LANMSFF only, short measurements (a smoke test)")
     parser.add_argument("--models", default=None, help=f"comma-separated, from: {', '.join(MODEL_NAMES)}")
-    parser.add_argument("--out", default="bench/results.json", type=Path, help="results file (default: %(default)s)")
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        type=Path,
+        help="add the run to <DIR>/<cpu-kind>-<date>.json (default: benchmarks/results; with --quick only when given)",
+    )
+    parser.add_argument("--no-record", action="store_true", help="add the run to no results file")
+    parser.add_argument("--out", default=None, type=Path, help="also write this run alone to OUT (JSON)")
+    parser.add_argument(
+        "--note", action="append", default=[], help="a sentence kept with the run (e.g. that the machine was shared)"
+    )
     parser.add_argument("--threads", default=2, type=int, help="torch threads (default: %(default)s)")
     parser.add_argument("--batch", default=None, type=int, help="batch size (default: 64; 16 with --quick)")
     parser.add_argument("--data-dir", default=None, type=Path, help="synthetic faces (default: data/bench_faces)")
@@ -166,7 +185,7 @@ def isa_limit_warning(limits: dict[str, str]) -> str | None:
     settings = " ".join(f"{name}={value}" for name, value in limits.items())
     return (
         f"kernels limited by {settings}: these are the code paths of a smaller CPU on this one, and their "
-        "speed predicts nothing about that CPU (README, Speed: AMD EPYC)"
+        "speed predicts nothing about that CPU (docs/speed.md)"
     )
 
 
@@ -177,7 +196,7 @@ def busy_warning(load: float, cores: int) -> str | None:
 
 def load_faces(data_dir: Path, identities: int, s: Settings) -> Faces:
     """Generate (once) and preprocess a synthetic KDEF tree; split as the data module does."""
-    from lanmsff.bench.lightning_loop import BENCH_FOLDS
+    from benchmarks.lightning_loop import BENCH_FOLDS
     from lanmsff.data.datamodule import SyntheticKDEFDataModule
 
     dm = SyntheticKDEFDataModule(
@@ -258,7 +277,7 @@ def lanmsff_short_run(s: Settings) -> torch.nn.Module:
 
 def lightning_run(data_dir: Path, identities: int, s: Settings) -> functools.partial:
     """One timed run of the demo's Lightning loop at batch 32 on the bench's faces."""
-    from lanmsff.bench.lightning_loop import lightning_steps
+    from benchmarks.lightning_loop import lightning_steps
 
     steps, warmup = (4, 2) if s.quick else (20, 3)
     return functools.partial(lightning_steps, data_dir, identities, steps=steps, warmup=warmup)
@@ -275,7 +294,7 @@ def peer_python(args: argparse.Namespace) -> tuple[Path | None, str]:
 
 def versus_phase(args: argparse.Namespace, s: Settings, data_dir: Path, identities: int) -> dict[str, Any]:
     """Ours vs the authors' TF (interleaved rounds), after the allocator tuning that train.py applies."""
-    from lanmsff.bench.versus import run_versus
+    from benchmarks.versus import run_versus
 
     allocator_tuned = tune_glibc_malloc()
     load_start = os.getloadavg()[0]
@@ -312,7 +331,7 @@ def tuned_allocator(lanmsff: dict[str, Any], s: Settings) -> dict[str, Any]:
     default_inference = lanmsff["inference"]["throughput"][BASELINE]["images_per_s"]
     default_training = lanmsff["training"][BASELINE]["images_per_s"]
     inference = bm.bench_inference(model, s, full=False, compile_=False, onnx=False, latency=False)["throughput"]
-    best = best_safe_training(lanmsff)
+    best = best_safe_training(lanmsff["training"])
     variants = {k: v for k, v in bm.TRAIN_VARIANTS.items() if k in (BASELINE, best)}
     training = bm.bench_training(model, s, variants)
     for rows, default in ((inference, default_inference), (training, default_training)):
@@ -321,36 +340,22 @@ def tuned_allocator(lanmsff: dict[str, Any], s: Settings) -> dict[str, Any]:
     return {"applied": True, "inference": inference, "training": training}
 
 
-def best_safe_training(lanmsff: dict[str, Any], loss: dict[str, Any] | None = None) -> str:
-    """The fastest training variant whose gradient audit passed (and whose bf16 loss stayed finite)."""
-    safe = {
-        label: row
-        for label, row in lanmsff["training"].items()
-        if row.get("conv_grad_audit", {}).get("ok", False) and (loss is None or loss.get(label, {}).get("finite", True))
-    }
-    return max(safe, key=lambda label: safe[label]["images_per_s"], default=BASELINE)
-
-
 def evaluate_targets(results: dict[str, Any]) -> dict[str, Any]:
     """Measured ratios of LANMSFF against the issue's targets (nothing here is assumed)."""
     lanmsff = results["models"]["lanmsff"]
     rows = lanmsff["inference"]["throughput"]
     fp32 = {k: v["ratio"] for k, v in rows.items() if k.startswith("optimize(fp32")}
     auto = {k: v["ratio"] for k, v in rows.items() if k.startswith("optimize(auto")}
-    best_train = best_safe_training(lanmsff, results.get("bf16_loss_check"))
+    best_train = best_safe_training(lanmsff["training"], results.get("bf16_loss_check"))
     train_ratio = lanmsff["training"][best_train]["ratio"]
     out = {
         "inference_fp32": _target(TARGETS["inference_fp32"], fp32.get("optimize(fp32)"), fp32),
-        "inference_auto_bf16": _target(TARGETS["inference_auto_bf16"], _first(auto), auto),
+        "inference_auto_bf16": _target(TARGETS["inference_auto_bf16"], auto.get(first_auto(auto) or ""), auto),
         "training_safe": _target(TARGETS["training_safe"], train_ratio, {best_train: train_ratio}),
     }
     if not results["machine"]["native_bf16"]:
         out["inference_auto_bf16"]["note"] = "not applicable: this CPU has no native bf16"
     return out
-
-
-def _first(ratios: dict[str, float]) -> float | None:
-    return next((v for k, v in ratios.items() if "jit" not in k and "compile" not in k and "whole" not in k), None)
 
 
 def _target(target: float, default: float | None, candidates: dict[str, float]) -> dict[str, Any]:
@@ -370,13 +375,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     s = settings_from(args)
     names = model_names(args)
     if args.device == "cuda":
-        from lanmsff.bench.gpu import require_cuda
+        from benchmarks.gpu import require_cuda
 
         require_cuda()
     torch.set_num_threads(s.threads)
     warnings.filterwarnings("ignore", category=UserWarning)
     console = Console(stderr=True)
-    results: dict[str, Any] = {"machine": machine(s), "settings": s.__dict__, "models": {}}
+    description = machine(s)
+    results: dict[str, Any] = {
+        "date": today(),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(args.argv),
+        "cpu_kind": cpu_kind(description),
+        **({"notes": list(args.note)} if args.note else {}),
+        "machine": description,
+        "settings": s.__dict__,
+        "models": {},
+    }
     started = time.perf_counter()
     phases: dict[str, float] = {}
 
@@ -420,7 +435,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results.setdefault("skipped", {})["peer"] = results["versus_tf"]["peer_skipped"]
         console.print(results["versus_tf"]["peer_skipped"])
     if args.with_preprocess:
-        from lanmsff.bench.preprocess import run as run_preprocess
+        from benchmarks.preprocess import run as run_preprocess
 
         with phase("preprocessing"):
             results["preprocess"] = run_preprocess(Path("data/kdef_synthetic_full"))
@@ -433,8 +448,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def run_cuda(
     results: dict[str, Any], faces: Faces, data_dir: Path, identities: int, s: Settings, phase: Callable
 ) -> dict[str, Any]:
-    """``--device cuda``: the GPU path (:mod:`lanmsff.bench.gpu`) and the CPU loader's rate."""
-    from lanmsff.bench.gpu import run_gpu
+    """``--device cuda``: the GPU path (:mod:`benchmarks.gpu`) and the CPU loader's rate."""
+    from benchmarks.gpu import run_gpu
 
     results["skipped"] = {"peer": "peer skipped: --device cuda (the peer is TensorFlow-CPU)"}
     with phase("gpu", status=False):
@@ -466,7 +481,7 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     for reason in results.get("skipped", {}).values():
         console.print(reason)
     if "gpu" in results:
-        from lanmsff.bench.gpu import print_gpu
+        from benchmarks.gpu import print_gpu
 
         print_gpu(results["gpu"], console)
     for name, r in results["models"].items():
@@ -517,7 +532,7 @@ def _print_summary(results: dict[str, Any], console: Console) -> None:
     for name, r in results["models"].items():
         rows = r["inference"]["throughput"]
         fp32, auto = rows["optimize(fp32)"], next(v for k, v in rows.items() if k.startswith("optimize(auto="))
-        best = best_safe_training(r, results.get("bf16_loss_check") if name == "lanmsff" else None)
+        best = best_safe_training(r["training"], results.get("bf16_loss_check") if name == "lanmsff" else None)
         table.add_row(
             name,
             f"{r['params']:,}",
@@ -620,7 +635,7 @@ def _print_targets(targets: dict[str, Any], console: Console) -> None:
 
 
 def _print_preprocess(results: dict[str, Any], console: Console) -> None:
-    from lanmsff.bench.preprocess import results_table
+    from benchmarks.preprocess import results_table
 
     console.print(results_table(results))
 
@@ -628,14 +643,39 @@ def _print_preprocess(results: dict[str, Any], console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
+        args.argv = argv
         results = run(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     print_results(results, Console(width=max(Console().width, 150)))
-    atomic_write_json(args.out, results)
-    print(f"Results: {args.out}")
+    if args.out:
+        atomic_write_json(args.out, results)
+        print(f"Results: {args.out}")
+    if (folder := results_dir(args)) is not None:
+        try:
+            path = add_run(folder, results)
+        except ResultsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"Results file: {path} (make speed-tables renders it into docs/speed-results.md)")
     return 0
+
+
+def results_dir(args: argparse.Namespace) -> Path | None:
+    """The folder of the results file the run is added to, or None (``--no-record``; ``--quick`` without a folder)."""
+    if args.no_record or (args.quick and args.results_dir is None):
+        return None
+    return args.results_dir or RESULTS_DIR
+
+
+def command_line(argv: list[str] | None) -> str:
+    """The command that ran, for the record (the peer's python path left out)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--peer-python" in words:
+        index = words.index("--peer-python")
+        words[index : index + 2] = ["--peer-python", "<python>"]
+    return " ".join(["python -m benchmarks", *words])
 
 
 if __name__ == "__main__":

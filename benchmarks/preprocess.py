@@ -1,6 +1,6 @@
 """Time the KDEF preprocessing of a KDEF-sized tree (4,900 images of 562x762).
 
-    python -m lanmsff.bench.preprocess [--out bench/preprocess.json] [--tree data/kdef_synthetic_full]
+    python -m benchmarks.preprocess [--out benchmarks/out/preprocess.json] [--tree data/kdef_synthetic_full]
                                        [--variants detect_cnn,detect_haar,box]
 
 Generates the synthetic tree with 70 people once (it is reused afterwards), then preprocesses it
@@ -108,9 +108,9 @@ def results_table(results: dict) -> Table:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lanmsff.bench.preprocess", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.preprocess", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", default="data/kdef_synthetic_full", type=Path)
-    parser.add_argument("--out", default="bench/preprocess.json", type=Path)
+    parser.add_argument("--out", default="benchmarks/out/preprocess.json", type=Path)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: %(default)s")
     args = parser.parse_args(argv)
     results = run(args.tree, tuple(v.strip() for v in args.variants.split(",") if v.strip()))

@@ -1,4 +1,4 @@
-"""Model speed and numerics for ``python -m lanmsff.bench``.
+"""Model speed and numerics for ``python -m benchmarks``.
 
 Every speed is the median of :meth:`torch.utils.benchmark.Timer.blocked_autorange`, and every
 ratio is taken against the plain eager fp32 NCHW model measured in the same run (its timings before
@@ -18,6 +18,9 @@ Besides speed, this module holds the numerical checks behind the choice of train
   keeps them dilated and computes only their weight gradient in NCHW layout, where the kernel is right.
 * :class:`lanmsff.training.cpu_kernels.batch_norm.AlignedRowsBatchNorm2d` (the training default on CPUs) trains
   BatchNorm on rows of whole vectors where the channel count leaves a partial one.
+* the variants "all CPU kernels" apply :func:`lanmsff.training.cpu_kernels.apply_cpu_kernels` with
+  ``model.cpu_kernels=auto``, as training does on a CPU (the two above, the integer dropout mask and the
+  fused PWFS average): the training default.
 * :func:`loss_check` trains a few steps on synthetic faces and reports whether the loss stays finite.
 """
 
@@ -44,6 +47,7 @@ from lanmsff.models import LANMSFF
 from lanmsff.models.baselines import BASELINES, timm_model
 from lanmsff.models.introspection import count_flops, count_params
 from lanmsff.runtime.precision import autocast_dtype
+from lanmsff.training.cpu_kernels import apply_cpu_kernels
 from lanmsff.training.cpu_kernels.audit import audit_conv_weight_grads as audit_step
 from lanmsff.training.cpu_kernels.audit import finite_or_str
 from lanmsff.training.cpu_kernels.batch_norm import aligned_rows, convert_aligned_rows_batch_norm, is_plain_batch_norm
@@ -58,6 +62,8 @@ BASELINE = "eager fp32 NCHW"
 ONNX_LABEL = "optimize(fp32, onnxruntime)"
 ALIGNED_FP32 = "channels-last fp32, dilated as space-to-batch, BatchNorm on aligned rows"
 ALIGNED_BF16 = "channels-last + bf16, dilated as space-to-batch, BatchNorm on aligned rows"
+DEFAULT_FP32 = "channels-last fp32, all CPU kernels"
+DEFAULT_BF16 = "channels-last + bf16, all CPU kernels"
 
 
 @dataclass(frozen=True)
@@ -251,7 +257,9 @@ class TrainVariant:
     ``nchw_wgrad``: dilated, with their weight gradients in NCHW (the guard alone);
     ``space_to_batch``: undilated on space-to-batch sub-grids (the training default on CPUs);
     ``aligned_bn``: BatchNorm on rows aligned to the vector width
-    (:class:`lanmsff.training.cpu_kernels.batch_norm.AlignedRowsBatchNorm2d`, the training default on CPUs).
+    (:class:`lanmsff.training.cpu_kernels.batch_norm.AlignedRowsBatchNorm2d`, the training default on CPUs);
+    ``cpu_kernels``: every CPU kernel that ``model.cpu_kernels=auto`` applies
+    (:func:`lanmsff.training.cpu_kernels.apply_cpu_kernels`; nothing off the CPU): the training default.
     """
 
     channels_last: bool
@@ -259,6 +267,7 @@ class TrainVariant:
     nchw_wgrad: bool = False
     space_to_batch: bool = False
     aligned_bn: bool = False
+    cpu_kernels: bool = False
 
     @property
     def changes_dilated(self) -> bool:
@@ -275,6 +284,8 @@ TRAIN_VARIANTS = {
     "channels-last + bf16, dilated as space-to-batch": TrainVariant(True, True, space_to_batch=True),
     ALIGNED_FP32: TrainVariant(True, False, space_to_batch=True, aligned_bn=True),
     ALIGNED_BF16: TrainVariant(True, True, space_to_batch=True, aligned_bn=True),
+    DEFAULT_FP32: TrainVariant(True, False, cpu_kernels=True),
+    DEFAULT_BF16: TrainVariant(True, True, cpu_kernels=True),
 }
 
 
@@ -291,6 +302,8 @@ def prepare_training(
         convert_nchw_weight_grads(model)
     if variant.aligned_bn:
         convert_aligned_rows_batch_norm(model)
+    if variant.cpu_kernels:
+        apply_cpu_kernels(model, "auto", device=device, precision="bf16-mixed" if variant.bf16 else "32-true")
     return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
 
 
@@ -316,8 +329,8 @@ def train_step(
 QUICK_TRAIN_VARIANTS = (
     BASELINE,
     "channels-last fp32",
-    ALIGNED_FP32,
-    ALIGNED_BF16,
+    DEFAULT_FP32,
+    DEFAULT_BF16,
 )
 
 

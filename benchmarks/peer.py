@@ -4,7 +4,7 @@ TensorFlow is not a dependency of the project; ``make bench-peer`` puts it in a 
 ``.venv-peer``. This module has two halves that share one timing function, :func:`time_calls`:
 
 * **the measuring side** runs under that venv's python and imports only numpy, tensorflow/keras and
-  :mod:`lanmsff.bench.keras_model` (the authors' architecture, the code path that
+  ``tests/fixtures/keras/keras_model.py`` by path (the authors' architecture, the code that
   ``tests/fixtures/keras/make_reference.py`` builds the weight fixture with). Inference is
   ``tf.function(model(x, training=False))``; the training step is a ``tf.GradientTape`` step under
   ``tf.function`` with the authors' settings: softmax output, categorical cross-entropy, Adam
@@ -12,9 +12,9 @@ TensorFlow is not a dependency of the project; ``make bench-peer`` puts it in a 
   and ``--inter-op-threads`` before the first op runs, and reported back as TensorFlow sees them.
   Standalone::
 
-      .venv-peer/bin/python -m lanmsff.bench.peer --threads 2 --batch 64 --train-batch 64,32
+      .venv-peer/bin/python -m benchmarks.peer --threads 2 --batch 64 --train-batch 64,32
 
-  (run from the repository root with ``PYTHONPATH=src``) prints one JSON object. With ``--serve``
+  (run from the repository root, or with it on ``PYTHONPATH``) prints one JSON object. With ``--serve``
   it answers requests, one JSON line each on stdin and stdout, so the benchmark can interleave TF's
   measurements with its own (the process idles while ours run).
 
@@ -42,6 +42,8 @@ NUM_CLASSES = 7
 IMAGE_SHAPE = (64, 64, 1)  # NHWC, as the authors feed Keras
 PEER_VENV = ".venv-peer"
 PEER_ENV = "LANMSFF_PEER_PYTHON"
+CHECKOUT = Path(__file__).resolve().parents[1]  # the repository root: benchmarks/ and tests/ are in it
+KERAS_MODEL = CHECKOUT / "tests" / "fixtures" / "keras" / "keras_model.py"
 
 
 # ----------------------------------------------------------------------------- timing (both sides)
@@ -105,17 +107,27 @@ def configure_tensorflow(threads: int, inter_op_threads: int) -> Any:
     return tf
 
 
+def keras_model_module() -> Any:
+    """The authors' architecture, :data:`KERAS_MODEL`, loaded by path (it lives with the Keras weight fixture)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lanmsff_keras_model", KERAS_MODEL)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(KERAS_MODEL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class TFPeer:
     """The authors' model with its optimiser; compiled inference and training functions per batch size."""
 
     def __init__(self, tf: Any, seed: int = 0) -> None:
         import keras
 
-        from lanmsff.bench.keras_model import build_reference
-
         self.tf, self.keras = tf, keras
         keras.utils.set_random_seed(seed)
-        self.model, _ = build_reference(NUM_CLASSES, IMAGE_SHAPE)
+        self.model, _ = keras_model_module().build_reference(NUM_CLASSES, IMAGE_SHAPE)
         self.optimizer = keras.optimizers.Adam(learning_rate=1e-3, epsilon=1e-7)
         self.optimizer.build(self.model.trainable_variables)
         self.loss = keras.losses.CategoricalCrossentropy()
@@ -213,7 +225,7 @@ def _batches(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lanmsff.bench.peer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="TF intra-op threads (default: %(default)s)")
     parser.add_argument("--inter-op-threads", type=int, default=None, help="TF inter-op threads (default: --threads)")
     parser.add_argument("--batch", type=int, default=64, help="inference batch (default: %(default)s)")
@@ -246,16 +258,11 @@ class PeerError(RuntimeError):
     """The peer process could not start or answer."""
 
 
-def source_root() -> Path:
-    """The directory that holds the ``lanmsff`` package (``src/`` of a checkout)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def find_peer_python(explicit: str | Path | None = None) -> tuple[Path | None, str]:
     """The peer's python and where it came from, or ``(None, why not)``.
 
     Looked for in order: ``explicit`` (``--peer-python``), ``$LANMSFF_PEER_PYTHON``, then
-    ``.venv-peer/bin/python`` in the current directory and in the checkout that holds this package.
+    ``.venv-peer/bin/python`` in the current directory and in the checkout that holds ``benchmarks/``.
     """
     if explicit:
         path = Path(explicit)
@@ -263,7 +270,7 @@ def find_peer_python(explicit: str | Path | None = None) -> tuple[Path | None, s
     if os.environ.get(PEER_ENV):
         path = Path(os.environ[PEER_ENV])
         return (path, f"${PEER_ENV}") if path.is_file() else (None, f"${PEER_ENV}={path} does not exist")
-    for base in (Path.cwd(), source_root().parent):
+    for base in (Path.cwd(), CHECKOUT):
         candidate = base / PEER_VENV / "bin" / "python"
         if candidate.is_file():
             return candidate, str(base / PEER_VENV)
@@ -281,7 +288,7 @@ class PeerProcess:
         self.command = [
             str(python),
             "-m",
-            "lanmsff.bench.peer",
+            "benchmarks.peer",
             "--serve",
             "--threads",
             str(threads),
@@ -293,7 +300,7 @@ class PeerProcess:
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> PeerProcess:
-        env = {**os.environ, "PYTHONPATH": str(source_root()), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": str(CHECKOUT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
         stderr: Any = open(self.log, "w") if self.log else subprocess.DEVNULL
         self._stderr = stderr
         try:

@@ -3,7 +3,7 @@
 :func:`lightning_steps` composes ``train.py experiment=demo`` (LANMSFF with BatchNorm momentum 0.1,
 batch 32, the in-memory synthetic faces with online augmentation on the CPU, ``channels_last``,
 ``trainer.precision=auto`` resolved by :func:`lanmsff.tasks.common.apply_trainer_precision`, the
-space-to-batch dilated convolutions and aligned-rows BatchNorm that :class:`~lanmsff.training.module.FERModule`
+CPU kernels (``model.cpu_kernels=auto``) that :class:`~lanmsff.training.module.FERModule`
 applies on CPUs, the NaN
 guard, the Rich progress bar, a CSV logger with ``log_every_n_steps`` from the config) and fits for
 ``warmup + steps`` optimiser steps. Only training is timed: validation, checkpoints, early stopping
@@ -25,7 +25,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from lanmsff.bench.peer import upper_median
+from benchmarks.peer import upper_median
 
 DEMO_DROP = ("ModelCheckpoint", "EarlyStopping")  # callbacks that need validation metrics
 

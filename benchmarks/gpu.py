@@ -1,13 +1,13 @@
-"""The GPU path of the bench: ``python -m lanmsff.bench --device cuda`` (``scripts/gpu_check.sh`` runs it).
+"""The GPU path of the bench: ``python -m benchmarks --device cuda`` (``scripts/gpu_check.sh`` runs it).
 
 Measured on the first CUDA device, every call synchronised, with
-:func:`lanmsff.bench.peer.time_calls`:
+:func:`benchmarks.peer.time_calls`:
 
 * inference images/s at ``--batch`` and 256: eager fp32 NCHW, ``optimize(precision="fp32")`` and
   ``optimize(precision="auto")`` (bf16 where the GPU has it, else fp16);
 * training-step images/s at 32, ``--batch`` and 256: fp32 channels-last and the default
   (channels-last, ``precision=auto``);
-* the demo's Lightning loop on the GPU (:mod:`lanmsff.bench.lightning_loop`), with the CPU
+* the demo's Lightning loop on the GPU (:mod:`benchmarks.lightning_loop`), with the CPU
   augmentation in the loader and with ``data.augment_on_device=true``: images/s, the time between
   steps (waiting for data: does the loader starve the GPU?) and the GPU's utilisation sampled by
   ``nvidia-smi`` while it runs.
@@ -98,14 +98,14 @@ class UtilisationSampler:
 
 
 def _rate(fn: Callable[[], Any], batch: int, seconds: float) -> dict[str, Any]:
-    from lanmsff.bench.peer import time_calls
+    from benchmarks.peer import time_calls
 
     timing = time_calls(fn, seconds, warmup=3)
     return {"images_per_s": round(batch / timing["median_s"], 1), "median_ms": round(1e3 * timing["median_s"], 3)}
 
 
 def inference(model: torch.nn.Module, device: torch.device, batches: list[int], seconds: float) -> dict[str, Any]:
-    from lanmsff.bench.versus import inference_fn
+    from benchmarks.versus import inference_fn
 
     rows: dict[str, Any] = {}
     eager = model.to(device).eval()
@@ -124,8 +124,8 @@ def inference(model: torch.nn.Module, device: torch.device, batches: list[int], 
 
 
 def training(model: torch.nn.Module, device: torch.device, batches: list[int], seconds: float) -> dict[str, Any]:
-    from lanmsff.bench.models import Settings, TrainVariant
-    from lanmsff.bench.versus import training_fn
+    from benchmarks.models import Settings, TrainVariant
+    from benchmarks.versus import training_fn
 
     s, rows = Settings(), {}
     for batch in batches:
@@ -137,7 +137,7 @@ def training(model: torch.nn.Module, device: torch.device, batches: list[int], s
 
 def lightning(data_dir: Path, identities: int, device: torch.device, steps: int) -> dict[str, Any]:
     """The demo's loop on the GPU, CPU augmentation vs ``augment_on_device``: rate, data wait, utilisation."""
-    from lanmsff.bench.lightning_loop import lightning_steps
+    from benchmarks.lightning_loop import lightning_steps
 
     runs = {}
     for label, on_device in (("CPU augmentation in the loader", False), ("augment_on_device", True)):
@@ -151,7 +151,7 @@ def lightning(data_dir: Path, identities: int, device: torch.device, steps: int)
 
 def run_gpu(s: Any, data_dir: Path, identities: int) -> dict[str, Any]:
     """Everything above on the first CUDA device (``UserError`` without one)."""
-    from lanmsff.bench.models import build_model
+    from benchmarks.models import build_model
 
     device = require_cuda()
     torch.manual_seed(0)
@@ -257,11 +257,11 @@ def print_report(result: dict[str, Any], console: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lanmsff.bench.gpu OUT_DIR``: write OUT_DIR/gpu_check.json, print it; 1 if a step failed."""
+    """``python -m benchmarks.gpu OUT_DIR``: write OUT_DIR/gpu_check.json, print it; 1 if a step failed."""
     from rich.console import Console
 
     args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0] if args else "bench/gpu_check")
+    out = Path(args[0] if args else "benchmarks/out/gpu_check")
     result = report(out)
     print_report(result, Console(width=150))
     print(f"Results: {out / 'gpu_check.json'}")

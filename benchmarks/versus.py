@@ -6,16 +6,16 @@ Pairs (ours / TF, same batch, same thread count on both sides):
   TF's ``tf.function`` inference;
 * training at ``--batch`` and at 32 (the authors' batch size): our default training step
   (channels-last, ``precision=auto`` as :func:`lanmsff.runtime.precision.trainer_precision` resolves it,
-  with dilated convolutions as space-to-batch and BatchNorm on aligned rows on CPUs, after the allocator
+  with the CPU kernels of ``model.cpu_kernels=auto`` on CPUs, after the allocator
   tuning ``train.py`` applies) against
   TF's ``GradientTape`` step; at 32 also our step through the demo's Lightning loop
-  (:mod:`lanmsff.bench.lightning_loop`), so Lightning's overhead shows next to the raw step.
+  (:mod:`benchmarks.lightning_loop`), so Lightning's overhead shows next to the raw step.
 
 Every path is measured ``rounds`` times, one round after the other with the paths in a fixed order
 (TF, then ours, in each group), so a change of the machine's load during the run hits both sides;
 rates come from the pooled per-call times, and each path's spread between rounds is reported
 (``round_spread``: max / min of the round medians - 1) as the noise of the comparison. Both sides are
-timed by the same function, :func:`lanmsff.bench.peer.time_calls`, which also records each path's
+timed by the same function, :func:`benchmarks.peer.time_calls`, which also records each path's
 CPU seconds per wall second (how many cores it kept busy).
 """
 
@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lanmsff.bench import models as bm
-from lanmsff.bench.models import Settings, TrainVariant
-from lanmsff.bench.peer import PeerError, PeerProcess, spread, time_calls, upper_median
+from benchmarks import models as bm
+from benchmarks.models import Settings, TrainVariant
+from benchmarks.peer import PeerError, PeerProcess, spread, time_calls, upper_median
 from lanmsff.inference import optimize
 from lanmsff.runtime.precision import trainer_precision
 
@@ -42,23 +42,16 @@ TF_TRAINING = "TF GradientTape step"
 
 # ----------------------------------------------------------------------------- our paths
 def default_train_variant(model: nn.Module, device: torch.device) -> TrainVariant:
-    """Our training default on ``device``: channels-last, ``precision=auto``, and on a CPU dilated
-    convolutions as space-to-batch and BatchNorm on aligned rows (what ``FERModule`` applies)."""
+    """Our training default on ``device``: channels-last, ``precision=auto``, and on a CPU the CPU kernels of
+    ``model.cpu_kernels=auto`` (what ``FERModule`` applies when a fit starts)."""
     bf16 = str(trainer_precision("auto", "gpu" if device.type == "cuda" else "cpu")).startswith("bf16")
-    cpu = device.type == "cpu"
-    return TrainVariant(
-        True,
-        bf16,
-        space_to_batch=cpu and bm.has_dilated_convs(model),
-        aligned_bn=cpu and bm.has_unaligned_batch_norms(model),
-    )
+    return TrainVariant(True, bf16, cpu_kernels=device.type == "cpu")
 
 
 def default_train_label(variant: TrainVariant) -> str:
     precision = "bf16" if variant.bf16 else "fp32"
-    dilated = ", dilated as space-to-batch" if variant.space_to_batch else ""
-    batch_norm = ", BatchNorm on aligned rows" if variant.aligned_bn else ""
-    return f"ours: training default (channels-last, auto={precision}{dilated}{batch_norm})"
+    kernels = ", CPU kernels" if variant.cpu_kernels else ""
+    return f"ours: training default (channels-last, auto={precision}{kernels})"
 
 
 def _sync(device: torch.device) -> None:
@@ -79,7 +72,7 @@ def inference_fn(model: nn.Module, precision: str, x: torch.Tensor) -> Callable[
 
 
 def training_fn(model: nn.Module, variant: TrainVariant, batch: int, s: Settings, device: torch.device) -> Callable:
-    """One training step (:func:`lanmsff.bench.models.train_step`) of ``variant`` at ``batch`` on random
+    """One training step (:func:`benchmarks.models.train_step`) of ``variant`` at ``batch`` on random
     images on ``device`` (synchronised on CUDA)."""
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(batch, s.in_channels, s.image_size, s.image_size, generator=generator).to(device)
@@ -172,6 +165,7 @@ def versus_tf(
     if peer is not None:
         result["peer"] = peer.info
         result["threads"].update(tf_intra_op=peer.info["intra_op_threads"], tf_inter_op=peer.info["inter_op_threads"])
+        result["pairs"] = pairs(rows, batches, train_label)
         result["ratios"] = ratios(rows, batches, train_label)
     return result
 

@@ -1,17 +1,17 @@
-"""Levers on our training step, each in a fresh process, interleaved (``python -m lanmsff.bench.levers``).
+"""Levers on our training step, each in a fresh process, interleaved (``python -m benchmarks.levers``).
 
-    python -m lanmsff.bench.levers [--levers default,threads=1,...] [--batch 32] [--seconds 8] [--rounds 3]
+    python -m benchmarks.levers [--levers default,threads=1,...] [--batch 32] [--seconds 8] [--rounds 3]
 
 A lever is a change of how the same training step runs: process environment (read when the
 libraries load, hence a fresh process each), thread count, memory format per block, ``torch.compile``.
 Every process builds the same LANMSFF, applies the allocator tuning ``train.py`` applies, and times
-the default training step (channels-last, ``precision=auto``, on CPUs dilated convolutions as space-to-batch and
-BatchNorm on aligned rows) with
-:func:`lanmsff.bench.peer.time_calls`; ``torch.compile`` levers also report their compile time (the
+the default training step (channels-last, ``precision=auto``, on CPUs the CPU kernels of
+``model.cpu_kernels=auto``) with
+:func:`benchmarks.peer.time_calls`; ``torch.compile`` levers also report their compile time (the
 first call). The rounds run every lever once in turn, so the machine's load drifts over all of them
 alike; the result gives each lever's rate, its ratio to ``default`` (from pooled times) and the
 spread between rounds. Nothing here changes training: a lever that helps becomes a recommendation,
-with an equivalence test in ``tests/test_training_speed.py``.
+with an equivalence test in ``tests/test_cpu_kernels.py``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lanmsff.bench.peer import spread, upper_median
-from lanmsff.runtime.hardware import compile_module
+from benchmarks.peer import CHECKOUT, spread, upper_median
+from benchmarks.process import short_spin_count
 from lanmsff.utils.io import atomic_write_json
 
 LEVERS: dict[str, dict[str, Any]] = {
@@ -42,7 +42,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "fp32 (precision auto off)": {"fp32": True},
     "torch.compile(model)": {"compile": True},
     "no allocator tuning": {"no_malloc_tuning": True},
-    # the demo's Lightning loop (batch 32, lanmsff.bench.lightning_loop) with and without its progress bar
+    # the demo's Lightning loop (batch 32, benchmarks.lightning_loop) with and without its progress bar
     "Lightning demo loop": {"lightning": True},
     "Lightning demo loop (no progress bar)": {"lightning": True, "progress_bar": False},
     "Lightning demo loop (OMP_WAIT_POLICY=PASSIVE)": {"lightning": True, "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
@@ -76,12 +76,14 @@ def apply_block_layout(model: Any, nchw_blocks: tuple[int, ...]) -> None:
 
 
 def worker(name: str, batch: int, seconds: float, threads: int) -> dict[str, Any]:
-    """Time the default training step with lever ``name`` in this process."""
+    """Time the default training step with lever ``name`` in this process (torch not imported yet)."""
+    short_spin_count()  # as train.py's process set-up; a lever's own GOMP_SPINCOUNT is kept
     import torch
 
-    from lanmsff.bench import models as bm
-    from lanmsff.bench.peer import time_calls
-    from lanmsff.bench.versus import default_train_variant
+    from benchmarks import models as bm
+    from benchmarks.peer import time_calls
+    from benchmarks.versus import default_train_variant
+    from lanmsff.runtime.hardware import compile_module
     from lanmsff.runtime.process import tune_glibc_malloc
 
     lever = LEVERS[name]
@@ -121,7 +123,7 @@ def lightning_worker(lever: dict[str, Any], seconds: float, tuned: bool) -> dict
     """The demo's Lightning loop for about ``seconds`` of steps (batch 32), in :func:`worker`'s result format."""
     import torch
 
-    from lanmsff.bench.lightning_loop import lightning_steps
+    from benchmarks.lightning_loop import lightning_steps
     from lanmsff.data.datamodule import SyntheticKDEFDataModule
 
     SyntheticKDEFDataModule(LIGHTNING_DATA, identities=LIGHTNING_IDENTITIES, face_crop="box").prepare_data()
@@ -148,8 +150,9 @@ def lightning_worker(lever: dict[str, Any], seconds: float, tuned: bool) -> dict
 # ----------------------------------------------------------------------------- the driver
 def run_lever(name: str, batch: int, seconds: float, threads: int) -> dict[str, Any]:
     """:func:`worker` in a fresh process with the lever's environment."""
-    env = {**os.environ, **LEVERS[name].get("env", {})}
-    command = [sys.executable, "-m", "lanmsff.bench.levers", "--worker", name]
+    path = os.pathsep.join(p for p in (str(CHECKOUT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **LEVERS[name].get("env", {}), "PYTHONPATH": path}  # benchmarks/ importable from anywhere
+    command = [sys.executable, "-m", "benchmarks.levers", "--worker", name]
     command += ["--batch", str(batch), "--seconds", str(seconds), "--threads", str(threads)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -190,7 +193,7 @@ def _pool(batch: int, results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lanmsff.bench.levers", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.levers", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--levers", default=",".join(DEFAULT_LEVERS), help=f"comma-separated, from: {', '.join(LEVERS)}"
     )
@@ -198,7 +201,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per lever and round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("bench/levers.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/levers.json"), help="(default: %(default)s)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

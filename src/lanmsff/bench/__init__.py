@@ -1,1 +1,0 @@
-"""Benchmarks (``make bench``): speed as ratios measured in the same run, never asserted in tests."""
