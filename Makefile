@@ -3,33 +3,49 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 
-.PHONY: install train test test-fast lint format bench bench-peer clean
+.PHONY: install install-dev train test test-fast lint format bench bench-peer clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing lanmsff and what the demo needs into $(VENV) (first time only, a few minutes)"
+	@$(PIP) -e .
+	@touch $(STAMP)
 
-## install: create .venv and install the project with its dev tools (only set-up)
+$(DEV_STAMP): $(STAMP)
+	@echo "Installing the test, lint and docs tools and every optional path into $(VENV) (first time only)"
+	@$(PIP) -e '.[dev]'
+	@touch $(DEV_STAMP)
+
+## install: create .venv and install the project with what the demo needs (only set-up)
 install: $(STAMP)
+
+## install-dev: install also the test, lint and docs tools and every optional dependency (make test does it)
+install-dev: $(DEV_STAMP)
 
 ## train: the demo, LANMSFF on the generated synthetic KDEF-layout dataset (CPU, a few minutes)
 train: $(STAMP)
 	$(BIN)/python train.py experiment=demo
 
+# the suite runs on TEST_WORKERS pytest-xdist workers; a file's tests stay on one worker (the SLURM tests too)
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 ## test: the whole test suite, slow end-to-end tests included (what CI runs)
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(DEV_STAMP)
+	$(PYTEST)
 
 ## test-fast: the suite without the slow end-to-end tests
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+test-fast: $(DEV_STAMP)
+	$(PYTEST) -m "not slow"
 
-## bench: speed of the inference/training paths, the data path and preprocessing (writes bench/results.json);
+## bench: speed of the inference/training paths, the data path and preprocessing; adds the run to
+## benchmarks/results/<cpu-kind>-<date>.json (committed; make speed-tables renders them into docs/speed-results.md);
 ## measures the authors' TensorFlow model in the same run when .venv-peer exists (make bench-peer)
-bench: $(STAMP)
-	$(BIN)/python -m lanmsff.bench --with-preprocess
+bench: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks --with-preprocess
 
 # The TensorFlow peer lives in a venv of its own: TensorFlow is never a dependency of the project.
 PEER_VENV := .venv-peer
@@ -42,19 +58,24 @@ $(PEER_STAMP):
 	touch $(PEER_STAMP)
 
 ## bench-peer: create .venv-peer (TensorFlow-CPU 2.21, Keras 3) and run make bench with the peer
-bench-peer: $(STAMP) $(PEER_STAMP)
-	$(BIN)/python -m lanmsff.bench --with-preprocess --peer-python $(PEER_VENV)/bin/python
+bench-peer: $(DEV_STAMP) $(PEER_STAMP)
+	$(BIN)/python -m benchmarks --with-preprocess --peer-python $(PEER_VENV)/bin/python
+
+## speed-tables: write docs/speed-results.md from the results files in benchmarks/results/
+.PHONY: speed-tables
+speed-tables: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks.tables
 
 ## docs: build the documentation site into site/ (MkDocs, strict: a dead link or a missing page fails)
 .PHONY: docs
-docs: $(STAMP)
+docs: $(DEV_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 

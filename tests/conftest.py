@@ -7,12 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, open_dict
+from lanmsff.runtime.process import prepare_process
 
-from lanmsff.utils.config import CONF_DIR
+# Under pytest-xdist (make test runs two workers on two cores) each worker, and every command a test
+# starts, uses one thread: two workers of two threads each would fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+prepare_process()  # as the entry points do, before torch is imported: a short OpenMP spin
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+from lanmsff.utils.config import CONF_DIR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = CONF_DIR
@@ -79,3 +87,13 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     [ckpt] = (workdir / "logs" / "train" / "runs").glob("*/checkpoints/epoch_*.ckpt")
     return ckpt
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The SLURM tests first, then files with slow tests (each in its own order), so that under pytest-xdist
+    the longest files start early instead of ending the run alone."""
+    weight = {}
+    for item in items:
+        rank = 0 if item.get_closest_marker("slurm") else 1 if item.get_closest_marker("slow") else 2
+        weight[item.path] = min(weight.get(item.path, 2), rank)
+    items.sort(key=lambda item: weight[item.path])  # a stable sort keeps each file's order

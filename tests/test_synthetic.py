@@ -15,6 +15,7 @@ import torch
 from lanmsff.data.kdef import index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSIONS, KDEFName, parse_name
 from lanmsff.data.synthetic import generate, render_face, synthetic_names
+from lanmsff.errors import UserError
 
 
 def test_tree_layout_and_names_parse_back(tiny_tree: Path) -> None:
@@ -143,3 +144,15 @@ def test_small_cnn_learns_expressions_of_unseen_people(tmp_path: Path) -> None:
         hits = [(net(x).argmax(1) == y).float() for x, y, _g in dm.test_dataloader()]
     accuracy = torch.cat(hits).mean().item()
     assert accuracy > 0.4, f"held-out accuracy {accuracy:.3f}"
+
+
+# The demo draws more people with one session each (fewer near-duplicate photos per person).
+def test_a_tree_of_one_session_per_person(tmp_path: Path) -> None:
+    names = synthetic_names(3, ["A"])
+    assert len(names) == 3 * len(EXPRESSIONS) * len(ANGLES) and {n.session for n in names} == {"A"}
+    root = generate(tmp_path, 3, sessions=["A"], workers=1)
+    index = index_kdef(root)
+    assert len(index.records) == len(names) and {r.name.session for r in index.records} == {"A"}
+    assert len({r.subject for r in index.records}) == 3
+    with pytest.raises(UserError, match="sessions must be some of A, B"):
+        synthetic_names(3, ["C"])

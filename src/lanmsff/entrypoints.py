@@ -32,6 +32,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.runtime.slurm import route_usr1_to_submitit
 from lanmsff.utils.config import CONF_DIR, config_group_options
+from lanmsff.utils.console import quiet_console
 
 log = logging.getLogger(__name__)
 _SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$")  # range(...), choice(...), interval(...)
@@ -97,6 +98,7 @@ def run_cli(
     ``exit_status`` maps the task's summary to the process's exit status (e.g. 1 when export.py's
     check failed); without it a successful task returns normally.
     """
+    quiet_console()
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:
         previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_exception)

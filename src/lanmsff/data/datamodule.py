@@ -22,7 +22,7 @@ from lanmsff.data.cache import preprocess_records, usable_index
 from lanmsff.data.device_augment import augment_batch
 from lanmsff.data.faces import DEFAULT_MARGIN, LEGACY_FACE_DETECTOR, check_detector, normalise_crop_mode
 from lanmsff.data.kdef import KDEFIndex, KDEFRecord
-from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES
+from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES, SESSIONS
 from lanmsff.data.splits import (
     DATA_PROTOCOL_VERSION,
     DEFAULT_PROTOCOL,
@@ -361,9 +361,18 @@ class SyntheticKDEFDataModule(KDEFDataModule):
 
     dataset = "kdef_synthetic"
 
-    def __init__(self, root: str | Path, *, identities: int = 20, generator_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        identities: int = 20,
+        sessions: Sequence[str] | None = None,
+        generator_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(root, **kwargs)
         self.identities, self.generator_seed = identities, generator_seed
+        self.sessions = tuple(sessions) if sessions else SESSIONS
 
     def prepare_data(self) -> None:
-        generate(self.root, self.identities, seed=self.generator_seed)
+        generate(self.root, self.identities, sessions=self.sessions, seed=self.generator_seed)

@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -458,17 +458,20 @@ def render_face(name: KDEFName, seed: int = 0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the tree
-def synthetic_names(identities: int) -> list[KDEFName]:
-    """All file names of a tree with ``identities`` people (females first: F01, M01, F02, ...)."""
+def synthetic_names(identities: int, sessions: Sequence[str] = SESSIONS) -> list[KDEFName]:
+    """All file names of a tree with ``identities`` people (females first: F01, M01, F02, ...), each photographed
+    in ``sessions`` (KDEF's A and B, or one of them)."""
     if not 1 <= identities <= MAX_IDENTITIES:
         raise UserError(
             f"--identities must be between 1 and {MAX_IDENTITIES} (KDEF has 35 women and 35 men); got {identities}"
         )
+    if not sessions or any(session not in SESSIONS for session in sessions) or len(set(sessions)) < len(sessions):
+        raise UserError(f"sessions must be some of {', '.join(SESSIONS)}, each once; got {list(sessions)}")
     people = [("F" if i % 2 == 0 else "M", i // 2 + 1) for i in range(identities)]
     return [
         KDEFName(session, gender, number, expression, angle)
         for gender, number in people
-        for session in SESSIONS
+        for session in sorted(sessions)
         for expression in EXPRESSIONS
         for angle in ANGLES
     ]
@@ -513,7 +516,13 @@ def _clear_generated_tree(images: Path, manifest: Path) -> None:
 
 
 def generate(
-    out: str | Path, identities: int = 20, *, seed: int = 0, workers: int | None = None, force: bool = False
+    out: str | Path,
+    identities: int = 20,
+    *,
+    sessions: Sequence[str] = SESSIONS,
+    seed: int = 0,
+    workers: int | None = None,
+    force: bool = False,
 ) -> Path:
     """Write a synthetic KDEF tree under ``out`` unless an identical one is already there.
 
@@ -521,9 +530,11 @@ def generate(
     interrupted generation is redone on the next call. Processes that ask for the same tree at once
     (the jobs of a sweep) take turns on a lock file beside it: one draws, the others find it done.
     """
-    names = synthetic_names(identities)
+    names = synthetic_names(identities, sessions)
     root = Path(out) / "KDEF_and_AKDEF"
     spec = {"generator_version": GENERATOR_VERSION, "identities": identities, "seed": seed, "images": len(names)}
+    if sorted(sessions) != sorted(SESSIONS):
+        spec["sessions"] = sorted(sessions)  # (a tree of both sessions keeps the manifest it always had)
     if not force and _read_manifest(root / MANIFEST) == spec:
         return root  # the usual case, without the lock
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -558,17 +569,23 @@ def main(argv: list[str] | None = None) -> int:
         description="Write a synthetic dataset in the exact KDEF layout (562x762 JPEGs, KDEF file names).",
     )
     parser.add_argument("--out", default="data/kdef_synthetic", help="output folder (default: %(default)s)")
-    parser.add_argument("--identities", type=int, default=20, help="number of people, 1-70; each has sessions A and B")
+    parser.add_argument("--identities", type=int, default=20, help="number of people, 1-70")
+    parser.add_argument(
+        "--sessions", nargs="+", default=list(SESSIONS), help="photo sessions of each person (default: A B)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     parser.add_argument("--force", action="store_true", help="regenerate even if an identical tree exists")
     args = parser.parse_args(argv)
     try:
-        root = generate(args.out, args.identities, seed=args.seed, workers=args.workers, force=args.force)
+        root = generate(
+            args.out, args.identities, sessions=args.sessions, seed=args.seed, workers=args.workers, force=args.force
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    print(f"Synthetic KDEF tree with {args.identities * 70} images (seed {args.seed}): {root}")
+    images = len(synthetic_names(args.identities, args.sessions))
+    print(f"Synthetic KDEF tree with {images} images (seed {args.seed}): {root}")
     return 0
 
 

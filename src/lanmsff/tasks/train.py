@@ -30,7 +30,7 @@ from lanmsff.tasks.common import (
 from lanmsff.training.calibration import fit_temperature
 from lanmsff.training.callbacks import EmbedRunConfig, RNGStateCheckpoint
 from lanmsff.training.module import FERModule
-from lanmsff.training.recorder import RunRecorder, print_results, scalar_metrics
+from lanmsff.training.recorder import RunRecorder, print_next_steps, print_results, scalar_metrics
 from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_name, run_tags
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def build_module(cfg: DictConfig, datamodule: FERDataModule) -> FERModule:
         optimizer=optim.optimizer,
         scheduler=optim.get("scheduler"),
         monitor=optim.get("monitor", "val/loss"),
+        scheduler_interval=str(optim.get("interval", "epoch")),
         channels_last=bool(cfg.model.get("channels_last", False)),
         compile=bool(cfg.model.get("compile", False)),
         cpu_kernels=str(cfg.model.get("cpu_kernels", "auto")),
@@ -178,6 +179,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             _calibrate(cfg, module, datamodule, run)
             _cross_test(cfg, module, run)
             print_results(run.summary, datamodule.group_names)
+            print_next_steps(list(cfg.get("next_steps") or []), run.summary)
     return run.summary
 
 

@@ -21,6 +21,8 @@ from lanmsff.utils.config import instantiate
 
 log = logging.getLogger(__name__)
 
+SCHEDULER_INTERVALS = ("epoch", "step")
+
 
 def _plain(cfg: Any) -> Any:
     """Hydra/OmegaConf nodes to plain containers, so checkpoints load with ``weights_only=True``."""
@@ -46,6 +48,9 @@ class FERModule(pl.LightningModule):
             the defaults); ``scheduler`` may be ``None``. Without ``optimizer`` the module can run but
             not train.
         monitor: metric the scheduler follows (the authors' ``val_loss``).
+        scheduler_interval: ``epoch`` (the scheduler steps after each epoch) or ``step`` (after each
+            optimizer step, e.g. ``OneCycleLR``); a scheduler config whose ``total_steps`` is ``None``
+            gets the fit's number of optimizer steps.
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
         compile: run the network through ``torch.compile`` (the weights and checkpoints stay those of
             the plain network).
@@ -65,6 +70,7 @@ class FERModule(pl.LightningModule):
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         monitor: str = "val/loss",
+        scheduler_interval: str = "epoch",
         channels_last: bool = False,
         compile: bool = False,
         cpu_kernels: str = "auto",
@@ -81,6 +87,7 @@ class FERModule(pl.LightningModule):
                 "optimizer": optimizer,
                 "scheduler": scheduler,
                 "monitor": monitor,
+                "scheduler_interval": scheduler_interval,
                 "channels_last": channels_last,
                 "compile": compile,
                 "cpu_kernels": cpu_kernels,
@@ -91,6 +98,7 @@ class FERModule(pl.LightningModule):
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         check_choice("model.cpu_kernels", cpu_kernels, POLICIES)
+        check_choice("optim.interval", scheduler_interval, SCHEDULER_INTERVALS)
         self.cpu_kernels_applied: dict[str, int] = {}  # what the last fit applied (provenance)
         # kept out of the module tree, so that state_dict keys and checkpoints do not change. Static
         # shapes: one graph per batch size met (the full batches, an epoch's last one, evaluation);
@@ -234,8 +242,12 @@ class FERModule(pl.LightningModule):
         optimizer = instantiate(self.hparams.optimizer, _partial_=True, _convert_="all")(self.parameters())
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
-        scheduler = instantiate(self.hparams.scheduler, _partial_=True, _convert_="all")(optimizer)
+        settings = dict(self.hparams.scheduler)
+        if "total_steps" in settings and settings["total_steps"] is None:
+            settings["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = instantiate(settings, _partial_=True, _convert_="all")(optimizer)
+        interval = self.hparams.get("scheduler_interval", "epoch")
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor, "interval": "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor, "interval": interval},
         }

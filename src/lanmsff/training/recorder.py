@@ -248,6 +248,18 @@ def print_results(summary: dict[str, Any], group_names: Sequence[str], console: 
     console.print(f"Run folder: {summary.get('output_dir', '')} (summary.json, plots, checkpoints)")
 
 
+def print_next_steps(lines: Sequence[str], summary: dict[str, Any], console: Console | None = None) -> None:
+    """Print what to do next, one command a line; ``{run_dir}`` and ``{best_ckpt}`` are filled in from the
+    run's summary (a config's ``next_steps``, e.g. the demo's)."""
+    if not lines:
+        return
+    console = console or Console()
+    fields = {"run_dir": summary.get("output_dir", ""), "best_ckpt": summary.get("best_ckpt") or "<checkpoint>"}
+    console.print("Next:")
+    for line in lines:
+        console.print(f"  {line.format(**fields)}", highlight=False, soft_wrap=True)
+
+
 def protocol_line(data: dict[str, Any]) -> str | None:
     """One sentence on what the split lets the test numbers claim (``None`` for data without protocols)."""
     protocol = data.get("protocol")

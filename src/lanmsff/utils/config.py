@@ -136,7 +136,7 @@ def instantiate_loggers(cfg: DictConfig | None, *, tags: list[str] | None = None
         os.environ.setdefault("WANDB_CONSOLE", "off")
         if os.environ.get("WANDB_MODE") not in ("offline", "disabled") and not wandb_has_credentials():
             os.environ["WANDB_MODE"] = "offline"
-            log.warning(
+            log.info(
                 "W&B: no API key configured, logging offline to %s; upload later: wandb sync <that dir>/offline-run-*",
                 Path(cfg.wandb.get("save_dir", ".")) / "wandb",
             )
@@ -151,4 +151,15 @@ def instantiate_loggers(cfg: DictConfig | None, *, tags: list[str] | None = None
                 if cfg.wandb.get("log_model"):
                     log.warning("W&B: log_model ignored offline (checkpoints stay in the run folder)")
                     cfg.wandb.log_model = False
-    return _instantiate_group(cfg, "logger")
+    loggers = _instantiate_group(cfg, "logger")
+    for logger in loggers:
+        _drop_unset_wandb_anonymous(logger)
+    return loggers
+
+
+def _drop_unset_wandb_anonymous(logger: Any) -> None:
+    """Lightning's WandbLogger passes ``anonymous=None`` to ``wandb.init``, and W&B warns on any value of that
+    deprecated setting; leave it out when it is unset (the same run, without the warning)."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and init.get("anonymous") is None:
+        init.pop("anonymous", None)
