@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 
-.PHONY: install install-dev train test test-fast lint format bench bench-peer clean
+.PHONY: install install-dev train test test-fast lint format bench bench-peer bench-demo clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ test-fast: $(DEV_STAMP)
 ## measures the authors' TensorFlow model in the same run when .venv-peer exists (make bench-peer)
 bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks --with-preprocess
+
+## bench-demo: the demo over seeds 42, 1 and 2, added to this CPU kind's results file (make speed-tables then
+## writes the README's demo line)
+bench-demo: $(STAMP)
+	$(BIN)/python -m benchmarks.demo --seeds 42 1 2
 
 # The TensorFlow peer lives in a venv of its own: TensorFlow is never a dependency of the project.
 PEER_VENV := .venv-peer

@@ -16,7 +16,16 @@ import torch
 
 from benchmarks import tables
 from benchmarks.models import DEFAULT_BF16
-from benchmarks.result_files import RESULTS_DIR, ResultsError, add_run, cpu_kind, problems, read, read_all
+from benchmarks.result_files import (
+    RESULTS_DIR,
+    ResultsError,
+    ResultsFile,
+    add_run,
+    cpu_kind,
+    problems,
+    read,
+    read_all,
+)
 from lanmsff.runtime.hardware import NATIVE_BF16_ENV, cpu_has_native_bf16
 
 from .helpers.bench import run_bench as _bench
@@ -231,19 +240,40 @@ def test_every_lever_can_be_named_on_the_command_line(capsys: pytest.CaptureFixt
 
 
 # ----------------------------------------------------------------------------- results files and the speed tables
+def test_the_readme_demo_line_is_the_newest_run_of_the_current_demo_design() -> None:
+    def demo_run(date: str, design: str, accuracies: list[float]) -> ResultsFile:
+        run = {"demo_runs": [{"design": design, "seeds": [42, 1, 2], "test_acc": accuracies, "seconds": [300] * 3}]}
+        data = {"cpu_kind": "amd-f25-avx2", "date": date, "runs": [run]}
+        return ResultsFile(Path(f"amd-f25-avx2-{date}.json"), data)
+
+    files = [demo_run("2026-12-04", "abc", [0.6, 0.7, 0.8]), demo_run("2026-12-05", "old", [0.1, 0.1, 0.1])]
+    line = tables.demo_line(files, "abc")
+    assert "5.0 min of training and test, 70.0% mean test accuracy over seeds 42, 1, 2" in line
+    assert "2026" not in line  # the README stays undated: the date is on the results page
+    assert "none yet" in tables.demo_line(files, "new")
+    start, end = tables.DEMO_MARKERS
+    assert tables.with_demo_line(f"a\n{start}\nold\n{end}\nb", "new") == f"a\n{start}\nnew\n{end}\nb"
+    with pytest.raises(ResultsError, match="markers"):
+        tables.with_demo_line("no markers", "new")
+
+
 PAGE = ROOT / "docs" / "speed-results.md"
 
 
 def test_the_speed_results_page_is_generated_from_the_results_files(tmp_path: Path) -> None:
     """docs/speed-results.md is what ``make speed-tables`` writes from benchmarks/results/ (regenerated, compared)."""
-    out = tmp_path / "speed-results.md"
-    assert tables.main(["--results-dir", str(RESULTS_DIR), "--out", str(out)]) == 0
+    out, readme = tmp_path / "speed-results.md", tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    assert tables.main(["--results-dir", str(RESULTS_DIR), "--out", str(out), "--readme", str(readme)]) == 0
     assert PAGE.read_text(encoding="utf-8") == out.read_text(encoding="utf-8"), (
         "docs/speed-results.md is out of date with benchmarks/results/: run make speed-tables"
     )
-    assert tables.main(["--out", str(out), "--check"]) == 0
+    assert (ROOT / "README.md").read_text(encoding="utf-8") == readme.read_text(encoding="utf-8"), (
+        "README.md's demo line is out of date with benchmarks/results/: run make speed-tables"
+    )
+    assert tables.main(["--out", str(out), "--readme", str(readme), "--check"]) == 0
     out.write_text(out.read_text() + "edited by hand\n")
-    assert tables.main(["--out", str(out), "--check"]) == 1
+    assert tables.main(["--out", str(out), "--readme", str(readme), "--check"]) == 1
 
 
 def test_the_committed_results_files_are_readable_and_named_by_kind_and_date() -> None:

@@ -41,6 +41,20 @@ from lanmsff.training.cpu_kernels.elementwise import MaskDropout, pooled_pwfs
 
 STEPS = 3
 BATCH = 8
+# Loss curves of two ways to compute the same step agree to fp32 rounding on the first step; Adam's
+# normalisation then amplifies rounding in near-zero gradients, by up to about 1e-3 by the third step
+# when oneDNN picks other kernels (one thread, another CPU). A wrong kernel is far off; every gradient
+# is also checked against float64 (the audits, to 1e-4).
+FIRST_STEP_FP32 = 1e-5
+CURVE_FP32 = 3e-3
+
+
+def assert_same_curve(fast: list[float], plain: list[float], *, bf16: bool = False) -> None:
+    if bf16:  # bf16 rounds differently from fp32, not a different function
+        torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), atol=2e-2, rtol=2e-2)
+        return
+    assert abs(fast[0] - plain[0]) <= FIRST_STEP_FP32 * max(1.0, abs(plain[0])), (fast, plain)
+    torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), atol=CURVE_FP32, rtol=CURVE_FP32)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +93,7 @@ def test_memory_format_per_block_trains_the_same(nchw_blocks: tuple[int, ...], d
     mixed_model = _model()
     apply_block_layout(mixed_model, nchw_blocks)
     mixed = _losses(mixed_model, bm.TrainVariant(False, False), x, y)  # the blocks keep their own layouts
-    torch.testing.assert_close(torch.tensor(mixed), torch.tensor(plain), atol=1e-4, rtol=1e-4)
+    assert_same_curve(mixed, plain)
     audit = bm.audit_conv_weight_grads(copy.deepcopy(mixed_model), bm.TrainVariant(False, False), x, y)
     assert audit["ok"] and audit["convolutions"] > 0 and audit["max_rel_err"] < 1e-4
 
@@ -204,8 +218,7 @@ def test_space_to_batch_trains_the_same(bf16: bool, data: tuple, monkeypatch) ->
     fast = _losses(_model(), variant, x, y)
     # every dilated convolution of each step in bf16 (6), at least the 2 depthwise ones in fp32
     assert len(calls) >= STEPS * (6 if bf16 else 2)
-    tolerance = 2e-2 if bf16 else 1e-4  # bf16 rounds differently from fp32, not a different function
-    torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), atol=tolerance, rtol=tolerance)
+    assert_same_curve(fast, plain, bf16=bf16)
     audit = bm.audit_conv_weight_grads(_model(), variant, x, y)
     assert audit["ok"] and audit["convolutions"] > 0
     assert audit["max_rel_err"] < (0.02 if bf16 else 1e-4)
@@ -318,8 +331,7 @@ def test_aligned_rows_batch_norm_trains_the_same(bf16: bool, data: tuple, monkey
     calls = _count_calls(monkeypatch, _AlignedRowsBatchNorm, "forward")
     fast = _losses(_model(), variant, x, y)
     assert len(calls) == STEPS * count_batchnorm(_model())  # every BatchNorm (12-channel rows: k = 8) of each step
-    tolerance = 2e-2 if bf16 else 1e-4
-    torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), atol=tolerance, rtol=tolerance)
+    assert_same_curve(fast, plain, bf16=bf16)
     net, _ = bm.prepare_training(_model(), variant)
     assert sum(type(m) is AlignedRowsBatchNorm2d for m in net.modules()) == count_batchnorm(net) > 0
     audit = bm.audit_conv_weight_grads(_model(), variant, x, y)
