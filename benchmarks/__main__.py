@@ -1,8 +1,8 @@
 """``python -m benchmarks``: the benchmark suite (:mod:`benchmarks.suite`), after the process set-up it needs."""
 
-from benchmarks.process import short_spin_count
+from lanmsff.runtime.process import prepare_process
 
-short_spin_count()  # before torch is imported
+prepare_process(tune_allocator=False)  # before torch is imported; the bench tunes the allocator itself
 
 from benchmarks.suite import main  # noqa: E402
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,9 +84,6 @@ def measure(seeds: list[int], extra: list[str]) -> dict[str, Any]:
                 "seeds": seeds,
                 "test_acc": [round(a, 4) for a in accuracies],
                 "seconds": [r["seconds"] for r in results],
-                "mean_sd": f"{statistics.mean(accuracies) * 100:.1f} ± {statistics.stdev(accuracies) * 100:.1f}"
-                if len(accuracies) > 1
-                else None,
             }
         ],
     }

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.peer import CHECKOUT, spread, upper_median
-from benchmarks.process import short_spin_count
+from lanmsff.runtime.process import prepare_process
 from lanmsff.utils.io import atomic_write_json
 
 LEVERS: dict[str, dict[str, Any]] = {
@@ -77,7 +77,7 @@ def apply_block_layout(model: Any, nchw_blocks: tuple[int, ...]) -> None:
 
 def worker(name: str, batch: int, seconds: float, threads: int) -> dict[str, Any]:
     """Time the default training step with lever ``name`` in this process (torch not imported yet)."""
-    short_spin_count()  # as train.py's process set-up; a lever's own GOMP_SPINCOUNT is kept
+    prepare_process(tune_allocator=False)  # train.py's spin count; a lever's own GOMP_SPINCOUNT is kept
     import torch
 
     from benchmarks import models as bm

@@ -26,7 +26,7 @@ model of the same run:
   results say ``peer skipped: ...``.
 
 ``--device cuda`` measures the GPU path instead (:mod:`benchmarks.gpu`). ``python -m benchmarks`` sets
-the entry points' short OpenMP spin count before torch loads (:mod:`benchmarks.process`), not their
+the entry points' short OpenMP spin count before torch loads (``prepare_process(tune_allocator=False)``), not their
 allocator tuning: that is measured.
 
 The run is added to its results file, ``benchmarks/results/<cpu-kind>-<YYYY-MM-DD>.json`` (one per

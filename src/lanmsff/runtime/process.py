@@ -27,24 +27,34 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
 _allocator_tuned = False
 
 
-def prepare_process(environ: MutableMapping[str, str] | None = None) -> dict[str, object]:
+def enabled(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Whether the process set-up is on (``LANMSFF_PROCESS_SETUP`` is not ``0``, ``false``, ``no`` or ``off``)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def prepare_process(
+    environ: MutableMapping[str, str] | None = None, *, tune_allocator: bool = True
+) -> dict[str, object]:
     """Set a short OpenMP spin count and tune glibc's allocator, unless ``LANMSFF_PROCESS_SETUP=0``.
 
     * ``GOMP_SPINCOUNT=10000`` (a value already set is kept): libgomp, torch's OpenMP runtime, reads it
       once, when torch is first imported, so this must run before. Its default (300,000 spins at every
       barrier) makes torch's threads collapse whenever another process takes a core of a small machine; a
       short spin keeps the idle speed and changes no number.
-    * :func:`tune_glibc_malloc`.
+    * :func:`tune_glibc_malloc`, unless ``tune_allocator`` is False (the benchmark times the default
+      allocator first and tunes it itself later).
 
     Returns what was done, as provenance records it. Calling it after torch was imported still tunes the
     allocator, but the spin count then no longer takes effect (``spincount_in_time`` is False).
     """
     environ = os.environ if environ is None else environ
-    if environ.get(SWITCH_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if not enabled(environ):
         return process_setup(environ)
     in_time = "torch" not in sys.modules
     environ.setdefault(SPINCOUNT_ENV, SHORT_SPINCOUNT)
-    tune_glibc_malloc()
+    if tune_allocator:
+        tune_glibc_malloc()
     return {**process_setup(environ), "spincount_in_time": in_time}
 
 
@@ -52,7 +62,7 @@ def process_setup(environ: MutableMapping[str, str] | None = None) -> dict[str, 
     """What provenance records of the process set-up: the switch, the spin count and the allocator."""
     environ = os.environ if environ is None else environ
     return {
-        "enabled": environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off"),
+        "enabled": enabled(environ),
         "gomp_spincount": environ.get(SPINCOUNT_ENV),
         "allocator_tuned": _allocator_tuned,
     }

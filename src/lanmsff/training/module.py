@@ -154,11 +154,8 @@ class FERModule(pl.LightningModule):
         if any(self.cpu_kernels_applied.values()):
             log.debug("CPU kernels (model.cpu_kernels=%s): %s", self.hparams.cpu_kernels, self.cpu_kernels_applied)
 
-    def on_fit_end(self) -> None:
-        remove_cpu_kernels(self.net)
-
     def teardown(self, stage: str) -> None:
-        remove_cpu_kernels(self.net)  # also after a fit that stopped with an exception
+        remove_cpu_kernels(self.net)  # when a fit ends, also by an exception: testing sees the plain network
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, y, _ = self._step(batch)
