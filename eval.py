@@ -1,21 +1,6 @@
-"""Evaluate a checkpoint: python eval.py ckpt_path=<run>/checkpoints/<file>.ckpt  (see README.md)."""
+"""Evaluate a checkpoint: python eval.py ckpt_path=<run>/checkpoints/<file>.ckpt  (lanmsff-eval)."""
 
-from lanmsff.runtime.process import prepare_process
-
-prepare_process()  # before torch is imported (libgomp reads its spin count when it loads)
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from lanmsff.entrypoints import check_group_options, run_cli  # noqa: E402
-from lanmsff.tasks.evaluate import evaluate  # noqa: E402
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> float | None:
-    return run_cli(evaluate, cfg)
-
+from lanmsff.cli import evaluate
 
 if __name__ == "__main__":
-    check_group_options()
-    main()
+    evaluate()

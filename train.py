@@ -1,21 +1,6 @@
-"""Train a model: python train.py model=lanmsff data=kdef [key=value ...]  (see README.md)."""
+"""Train a model: python train.py model=lanmsff data=kdef [key=value ...]  (lanmsff-train)."""
 
-from lanmsff.runtime.process import prepare_process
-
-prepare_process()  # before torch is imported (libgomp reads its spin count when it loads)
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from lanmsff.entrypoints import check_group_options, run_cli  # noqa: E402
-from lanmsff.tasks.train import train  # noqa: E402
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    return run_cli(train, cfg)
-
+from lanmsff.cli import train
 
 if __name__ == "__main__":
-    check_group_options()
-    main()
+    train()

@@ -4,7 +4,7 @@ Runs ``train.py experiment=demo seed=S`` for each seed, one after the other, as 
 (the synthetic tree is generated once, before the first seed, and not timed), and adds one run to this
 CPU kind's results file with, per seed, the test accuracy on the unseen people and the seconds of
 training and test (``duration_s`` of the run's ``summary.json``). The run carries the demo's design (a hash
-of ``conf/experiment/demo.yaml``): the README's demo line is generated from the newest run of the current
+of ``lanmsff/conf/experiment/demo.yaml``): the README's demo line is generated from the newest run of the current
 design on each CPU kind (:mod:`benchmarks.tables`). Time nothing else on the machine meanwhile; the load
 average is recorded to show it.
 """
@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.result_files import RESULTS_DIR, add_run, today
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = ROOT / "conf" / "experiment" / "demo.yaml"
+DEMO_CONFIG = ROOT / "src" / "lanmsff" / "conf" / "experiment" / "demo.yaml"
 
 
 def demo_design() -> str:

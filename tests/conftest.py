@@ -38,6 +38,8 @@ TINY_TRAIN = (
 
 os.environ.setdefault("LANMSFF_QUIET", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
+# the tester's own per-machine settings (~/.config/lanmsff/local/default.yaml) must not reach the tests
+os.environ["LANMSFF_CONFIG_DIR"] = str(Path(__file__).resolve().parent / "fixtures" / "no_user_config")
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +53,7 @@ def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def compose_config(name: str, overrides: list[str], tmp_path: Path) -> DictConfig:
-    """Compose a config of ``conf/`` as the CLI would, with every path inside ``tmp_path``."""
+    """Compose a config of ``lanmsff/conf/`` as the CLI would, with every path inside ``tmp_path``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=False)

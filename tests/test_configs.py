@@ -1,4 +1,4 @@
-"""Every config in conf/ composes and instantiates."""
+"""Every config in lanmsff/conf/ composes and instantiates."""
 
 from __future__ import annotations
 

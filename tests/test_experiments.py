@@ -1,4 +1,4 @@
-"""Every study's smoke-test command (the ``smoke test:`` line of ``conf/experiment/<name>.yaml``) runs.
+"""Every study's smoke-test command (the ``smoke test:`` line of ``lanmsff/conf/experiment/<name>.yaml``) runs.
 
 Each command runs as written, on a tiny synthetic tree with ``trainer.fast_dev_run=true`` (one batch of
 training, validation and test per job, as lightning-hydra-template's sweep tests do); every job of its
@@ -29,7 +29,7 @@ def smoke_command(name: str) -> list[str]:
     """The arguments of the study's smoke-test command (after ``python train.py``)."""
     text = (CONF / "experiment" / f"{name}.yaml").read_text()
     found = SMOKE.search(text)
-    assert found, f"conf/experiment/{name}.yaml has no 'smoke test: python train.py ...' line"
+    assert found, f"lanmsff/conf/experiment/{name}.yaml has no 'smoke test: python train.py ...' line"
     return shlex.split(found.group(1))[2:]
 
 

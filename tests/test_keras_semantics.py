@@ -144,7 +144,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory):
 
 
 def configured_scheduler(cfg, lr: float = LR) -> ReduceLROnPlateau:
-    """The scheduler of ``conf/train.yaml``, built as FERModule.configure_optimizers builds it."""
+    """The scheduler of ``lanmsff/conf/train.yaml``, built as FERModule.configure_optimizers builds it."""
     return instantiate(cfg.optim.scheduler, _partial_=True, _convert_="all")(optimizer(lr))
 
 

@@ -39,7 +39,7 @@ LAYERS = [
     ("lanmsff.inference",),
     ("lanmsff.prediction",),
     ("lanmsff.tasks", "lanmsff.analysis"),
-    ("lanmsff.entrypoints",),
+    ("lanmsff.entrypoints", "lanmsff.config_check", "lanmsff.cli"),
 ]
 
 

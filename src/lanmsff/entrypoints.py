@@ -31,14 +31,14 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lanmsff.errors import EXIT_USER_ERROR, UserError
 from lanmsff.runtime.slurm import route_usr1_to_submitit
-from lanmsff.utils.config import CONF_DIR, config_group_options
+from lanmsff.utils.config import config_group_options, is_config_group
 from lanmsff.utils.console import quiet_console
 
 log = logging.getLogger(__name__)
 _SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$")  # range(...), choice(...), interval(...)
 
 
-def unknown_group_options(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> list[str]:
+def unknown_group_options(argv: Sequence[str], conf_dir: Path | None = None) -> list[str]:
     """Messages for ``group=option`` arguments that name an option the group does not have."""
     problems = []
     for arg in argv:
@@ -46,7 +46,7 @@ def unknown_group_options(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> lis
             continue
         key, value = arg.split("=", 1)
         group = key.lstrip("+~")
-        if "." in group or group == "hydra" or not (conf_dir / group).is_dir():
+        if "." in group or group == "hydra" or not is_config_group(group, conf_dir):
             continue
         if _SWEEP_FUNCTION.match(value.strip()) or value.strip() in ("null", ""):
             continue
@@ -57,7 +57,7 @@ def unknown_group_options(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> lis
     return problems
 
 
-def check_group_options(argv: Sequence[str] | None = None, conf_dir: Path = CONF_DIR) -> None:
+def check_group_options(argv: Sequence[str] | None = None, conf_dir: Path | None = None) -> None:
     """Exit with status 2 and the valid choices if a ``group=option`` argument names no config."""
     problems = unknown_group_options(sys.argv[1:] if argv is None else argv, conf_dir)
     if problems:

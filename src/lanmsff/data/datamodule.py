@@ -206,7 +206,7 @@ class KDEFDataModule(FERDataModule):
             (always the fixed box), ``none`` / ``false`` (whole image); see :mod:`lanmsff.data.faces`.
         face_margin: growth of a detected face box on every side, as a fraction of its side.
         face_detector: ``cnn`` (MTCNN, landmarks) or ``haar`` (OpenCV cascades) for ``detect``; the
-            default is what configs written before this setting used (``conf/data/kdef.yaml``: cnn).
+            default is what configs written before this setting used (``lanmsff/lanmsff/conf/data/kdef.yaml``: cnn).
         face_align: with ``detect`` and the CNN, rotate each face so that the eyes are level.
         cache_dir: where preprocessed faces are cached (``None`` = no cache).
         protocol, num_folds, fold, seed, val_fraction, train_angles, test_angles: the split, see

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the CNN detector (torch) is imported only when one is made:
 
 FACE_CROP_MODES = ("detect", "box", "none")
 FACE_DETECTORS = ("cnn", "haar")
-# What a stored config without data.face_detector / data.face_align was made with; conf/data/kdef.yaml
+# What a stored config without data.face_detector / data.face_align was made with; lanmsff/conf/data/kdef.yaml
 # chooses cnn (measured: docs/faces.md).
 LEGACY_FACE_DETECTOR = "haar"
 DEFAULT_MARGIN = 0.2

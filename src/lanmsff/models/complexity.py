@@ -3,7 +3,7 @@
     python -m lanmsff.models.complexity model=lanmsff
     python -m lanmsff.models.complexity model=resnet18 data.image_size=96 --num-classes 8
 
-Arguments are Hydra overrides of ``conf/train.yaml``; FLOPs come from ``torch.utils.flop_counter``
+Arguments are Hydra overrides of ``lanmsff/conf/train.yaml``; FLOPs come from ``torch.utils.flop_counter``
 (a multiply-add is two FLOPs) for one image.
 """
 
@@ -34,10 +34,11 @@ class Row:
 
 
 def conf_dir() -> Path:
-    """The project's ``conf/`` (see :data:`lanmsff.utils.config.CONF_DIR`), or :class:`UserError`."""
+    """The project's ``lanmsff/conf/`` (see :data:`lanmsff.utils.config.CONF_DIR`), or :class:`UserError`."""
     if not (CONF_DIR / "train.yaml").is_file():
         raise UserError(
-            f"cannot find the project's configs in {CONF_DIR}; run from a source checkout or set LANMSFF_CONF"
+            f"cannot find the project's configs in {CONF_DIR}; reinstall lanmsff, "
+            "or set LANMSFF_CONF to a folder holding train.yaml"
         )
     return CONF_DIR
 

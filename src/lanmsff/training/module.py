@@ -44,7 +44,7 @@ class FERModule(pl.LightningModule):
         group_names: names of the sample groups (KDEF camera angles) for per-group accuracy.
         in_channels, image_size: input geometry.
         optimizer, scheduler: instantiable configs (without ``params`` / ``optimizer``), from the run
-            config's ``optim`` group (``conf/train.yaml`` holds the authors' settings, the one source of
+            config's ``optim`` group (``lanmsff/conf/train.yaml`` holds the authors' settings, the one source of
             the defaults); ``scheduler`` may be ``None``. Without ``optimizer`` the module can run but
             not train.
         monitor: metric the scheduler follows (the authors' ``val_loss``).

@@ -16,21 +16,53 @@ from lanmsff.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# The project's Hydra configs: the source checkout's conf/ (an editable install), or $LANMSFF_CONF.
-CONF_DIR = Path(os.environ.get("LANMSFF_CONF") or Path(__file__).resolve().parents[3] / "conf")
+# The project's Hydra configs: shipped inside the package (lanmsff/conf, Hydra's pkg://lanmsff.conf), or
+# a whole replacement folder named by $LANMSFF_CONF.
+PACKAGE_CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(os.environ.get("LANMSFF_CONF") or PACKAGE_CONF_DIR)
+
+
+def hydra_config_path() -> str:
+    """The entry points' ``config_path``: ``pkg://lanmsff.conf``, or the folder ``$LANMSFF_CONF`` names."""
+    override = os.environ.get("LANMSFF_CONF")
+    return str(Path(override).resolve()) if override else "pkg://lanmsff.conf"
+
+
+def user_config_dir(environ: dict[str, str] | None = None) -> Path:
+    """The user's own config folder, searched before the package's: ``$LANMSFF_CONFIG_DIR``, else
+    ``~/.config/lanmsff`` (the primary configs' ``hydra.searchpath`` names the same folder).
+
+    It holds per-machine settings (``local/default.yaml``) and the user's own group options, e.g.
+    ``experiment/my_study.yaml``.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("LANMSFF_CONFIG_DIR"):
+        return Path(env["LANMSFF_CONFIG_DIR"])
+    return Path(env.get("HOME", ".")) / ".config" / "lanmsff"
+
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"^[0-9a-f]{40}$|^local-[0-9a-f]{40}$", re.IGNORECASE)  # W&B key formats
 REDACTED = "<redacted>"
 
 
-def config_group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
-    """Option names of a config group (``conf/<group>/*.yaml``), sorted; empty for an unknown group.
+def config_folders(conf_dir: Path | None = None) -> list[Path]:
+    """The folders configs come from, as Hydra searches them: the user's, then the project's."""
+    return [user_config_dir(), Path(conf_dir or CONF_DIR)]
 
-    Files in sub-folders (shared parts such as ``conf/data/augment/``) are not options of the group.
+
+def config_group_options(group: str, conf_dir: Path | None = None) -> list[str]:
+    """Option names of a config group (``<group>/*.yaml`` in the user's config folder or the project's),
+    sorted; empty for an unknown group.
+
+    Files in sub-folders (shared parts such as ``data/common/``) are not options of the group.
     """
-    folder = Path(conf_dir) / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return sorted({p.stem for folder in config_folders(conf_dir) for p in (folder / group).glob("*.yaml")})
+
+
+def is_config_group(group: str, conf_dir: Path | None = None) -> bool:
+    """Whether ``group`` is a config group (a folder) in the user's config folder or the project's."""
+    return any((folder / group).is_dir() for folder in config_folders(conf_dir))
 
 
 def instantiate(config: Any, *args: Any, **kwargs: Any) -> Any:
