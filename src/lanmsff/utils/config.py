@@ -108,10 +108,24 @@ def to_plain(cfg: Any, *, resolve: bool = True) -> Any:
     return redact(cfg)
 
 
+# Optional packages that a config entry needs: (its _target_ ends with, any of these modules, the extra to install)
+OPTIONAL_NEEDS = (("TensorBoardLogger", ("tensorboard", "tensorboardX"), "tensorboard"),)
+
+
+def check_optional_need(kind: str, name: str, target: str) -> None:
+    """:class:`UserError` naming the extra to install when ``target`` needs an optional package that is missing."""
+    import importlib.util
+
+    for suffix, modules, extra in OPTIONAL_NEEDS:
+        if target.endswith(suffix) and not any(importlib.util.find_spec(m) for m in modules):
+            raise UserError(f"{kind} '{name}' needs {modules[0]}: pip install 'lanmsff[{extra}]' (or choose another)")
+
+
 def _instantiate_group(group: DictConfig | None, kind: str) -> list[Any]:
     items = []
     for name, conf in (group or {}).items():
         if isinstance(conf, DictConfig) and "_target_" in conf:
+            check_optional_need(kind, str(name), str(conf._target_))
             log.debug("Instantiating %s <%s>", kind, conf._target_)
             items.append(instantiate(conf))
         elif conf is not None:
