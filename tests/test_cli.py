@@ -188,3 +188,13 @@ def test_a_logger_whose_extra_is_missing_names_the_extra(monkeypatch: pytest.Mon
     )
     with pytest.raises(UserError, match=r"pip install 'lanmsff\[tensorboard\]'"):
         instantiate_loggers(group)
+
+
+@pytest.mark.parametrize("name", ["train", "eval", "predict", "export"])
+def test_the_overrides_the_help_shows_are_valid(name: str) -> None:
+    from lanmsff.config_check import COMMON_OVERRIDES
+
+    for shown, _ in COMMON_OVERRIDES[name]:
+        for alternative in shown.split(" | "):
+            args = [arg for arg in alternative.replace("<", "").replace(">", "").split() if arg != "-m"]
+            assert override_problems(name, args) == [], alternative

@@ -190,7 +190,8 @@ def _has_key(cfg: DictConfig, key: str) -> bool:
     parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
     if isinstance(parent, ListConfig):
         return leaf.isdigit()
-    return isinstance(parent, DictConfig) and leaf in parent
+    # keys(): a mandatory value (???) is not `in` a DictConfig
+    return isinstance(parent, DictConfig) and leaf in parent.keys()  # noqa: SIM118
 
 
 def _unknown_key(cfg: DictConfig, key: str) -> str:
