@@ -198,3 +198,16 @@ def test_the_overrides_the_help_shows_are_valid(name: str) -> None:
         for alternative in shown.split(" | "):
             args = [arg for arg in alternative.replace("<", "").replace(">", "").split() if arg != "-m"]
             assert override_problems(name, args) == [], alternative
+
+
+def test_lanmsff_conf_replaces_the_package_configs(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    train_yaml = conf / "train.yaml"
+    train_yaml.write_text(train_yaml.read_text().replace("seed: 42", "seed: 1234"))
+    env = {**os.environ, "LANMSFF_CONF": str(conf)}
+    result = run_command("train.py", "--cfg", "job", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "\nseed: 1234\n" in result.stdout
+    result = run_command("train.py", "trainer.max_epochs=abc", cwd=tmp_path, env=env)
+    assert result.returncode == 2 and "trainer.max_epochs" in result.stderr
