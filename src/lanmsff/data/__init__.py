@@ -1,4 +1,5 @@
-"""Data: KDEF indexing and protocols, preprocessing, augmentation, the synthetic generator, data modules."""
+"""Data: the readers (KDEF, RaFD, RAF-DB, AffectNet, image folders, FER-2013/FERPlus), protocols, preprocessing,
+augmentation, the synthetic generators, data modules (one data set or several at once)."""
 
 from __future__ import annotations
 

@@ -10,17 +10,19 @@ shapes disagree, is rebuilt with a message and never trusted. Writes are atomic.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -32,9 +34,11 @@ from lanmsff.data.faces import (
     UnreadableImage,
     check_detector,
     check_not_placeholder,
+    face_square,
     make_detector,
     preprocess_file,
     read_image,
+    to_gray,
 )
 from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
 from lanmsff.utils.io import atomic_write, atomic_write_json
@@ -97,9 +101,23 @@ class Job:
     margin: float
     detector: str
     align: bool
+    box: tuple[int, int, int, int] | None = None  # the annotated face (x, y, w, h), when the data set gives it
+
+
+def _crop_annotated(job: Job) -> tuple[np.ndarray, str]:
+    """The face of an annotated box (AffectNet's), grown by the margin, as a square of ``image_size``."""
+    gray = to_gray(read_image(job.path))
+    check_not_placeholder(gray)
+    face = face_square(gray, job.box, job.margin)
+    return cv2.resize(face, (job.image_size, job.image_size), interpolation=cv2.INTER_AREA), "annotation"
 
 
 def _work(job: Job) -> tuple[np.ndarray | None, str]:
+    if job.box is not None and job.mode != "none":
+        try:
+            return _crop_annotated(job)
+        except UnreadableImage as err:
+            return None, str(err)
     detector = None
     if job.mode == "detect":
         if job.detector not in _DETECTORS:
@@ -133,7 +151,7 @@ def _map(work: Any, jobs: Sequence[Any], workers: int, description: str) -> list
 
 
 def _build(root: Path, records: Sequence[KDEFRecord], job: Job, workers: int) -> FaceArray:
-    jobs = [replace(job, path=str(root / r.path), angle=r.name.angle) for r in records]
+    jobs = [replace(job, path=str(root / r.path), angle=r.name.angle, box=_box(r)) for r in records]
     results = _map(_work, jobs, workers, f"Preprocessing {len(jobs)} faces")
     images, paths, methods, failures = [], [], [], {}
     for record, (image, note) in zip(records, results, strict=True):
@@ -145,6 +163,12 @@ def _build(root: Path, records: Sequence[KDEFRecord], job: Job, workers: int) ->
             methods.append(note)
     stacked = np.stack(images) if images else np.empty((0, job.image_size, job.image_size), np.uint8)
     return FaceArray(stacked, paths, methods, failures)
+
+
+def _box(record: KDEFRecord) -> tuple[int, int, int, int] | None:
+    """The record's annotated face box ``(x, y, w, h)``, if its data set gives one."""
+    box = getattr(record.name, "box", None)
+    return None if box is None else tuple(int(v) for v in box)
 
 
 def _save(path: Path, key: str, faces: FaceArray) -> None:
@@ -195,23 +219,70 @@ def preprocess_records(
             weights_dir()  # a missing weights package is reported here, before any worker starts
         align = bool(align) and detector == "cnn"  # only the CNN gives the landmarks to align with
         params.update(detector=detector, align=align)
+    boxes = [(r.path, _box(r)) for r in records if _box(r) is not None]
+    if boxes:  # annotated faces: the boxes come from an annotation file, so they are part of the key
+        params["boxes"] = hashlib.sha256(json.dumps(sorted(boxes)).encode()).hexdigest()
+        params["margin"] = margin
     key = cache_key(root, records, params)
     path = Path(cache_dir) / f"kdef_{key[:24]}.npz" if cache_dir else None
-    if path is not None and path.exists():
-        try:
-            faces = _load(path, key, image_size)
-            log.info("Loaded %d preprocessed faces from cache %s", len(faces.paths), path)
-            faces.key = key
-            return faces
-        except Exception as err:  # corrupt, truncated, or written by another version
-            log.warning("Cache file %s cannot be trusted (%s); rebuilding it", path, err)
-    job = Job("", "S", image_size, mode, margin, detector, align)
-    faces = _build(root, records, job, workers)
-    faces.key = key
-    if path is not None:
-        _save(path, key, faces)
-        log.info("Wrote preprocessed faces to cache %s", path)
+    if path is not None and (faces := _cached(path, key, image_size)) is not None:
+        return faces
+    with building_lock(path):
+        if path is not None and (faces := _cached(path, key, image_size, quiet=True)) is not None:
+            return faces  # another job built it while this one waited
+        job = Job("", "S", image_size, mode, margin, detector, align)
+        faces = _build(root, records, job, workers)
+        faces.key = key
+        if path is not None:
+            _save(path, key, faces)
+            log.info("Wrote preprocessed faces to cache %s", path)
     return faces
+
+
+def _cached(path: Path, key: str, image_size: int, *, quiet: bool = False) -> FaceArray | None:
+    """The faces of a valid cache file (``None`` when it is missing or cannot be trusted)."""
+    if not path.exists():
+        return None
+    try:
+        faces = _load(path, key, image_size)
+    except Exception as err:  # corrupt, truncated, or written by another version
+        if not quiet:
+            log.warning("Cache file %s cannot be trusted (%s); rebuilding it", path, err)
+        return None
+    log.info("Loaded %d preprocessed faces from cache %s", len(faces.paths), path)
+    faces.key = key
+    return faces
+
+
+LOCK_LEASE_S = 60.0  # a lock whose holder stopped refreshing it this long ago (killed) is taken over
+
+
+@contextlib.contextmanager
+def building_lock(path: Path | None) -> Iterator[None]:
+    """Hold ``<cache file>.lock`` while building ``path``, so that of the jobs that start together on
+    one cache folder one builds and the others wait and load its file.
+
+    It is a lease (filelock's ``SoftFileLease``): a marker file created with ``O_EXCL`` and refreshed by
+    a heartbeat thread, which holds on network file systems (NFS, Lustre, GPFS) where ``flock``
+    may be missing or local to a node; a holder that was killed stops refreshing it, and a waiting job
+    takes it over after :data:`LOCK_LEASE_S` seconds.
+    """
+    if path is None:
+        yield
+        return
+    from filelock import SoftFileLease, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = SoftFileLease(f"{path}.lock", lease_duration=LOCK_LEASE_S)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("Another job is building %s; waiting for it (lock %s.lock)", path.name, path)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def files_fingerprint(paths: Sequence[str | Path], params: dict[str, Any]) -> str:
@@ -263,13 +334,17 @@ def _path(record: KDEFRecord) -> str:
     return record.path
 
 
-def usable_index(root: str | Path, *, cache_dir: str | Path | None = None) -> KDEFIndex:
-    """The images of a KDEF copy that every command uses: indexed, screened, the unusable ones listed.
+def usable_index(
+    root: str | Path, *, cache_dir: str | Path | None = None, indexer: Callable[[Path], KDEFIndex] | None = None
+) -> KDEFIndex:
+    """The images of a data set that every command uses: indexed, screened, the unusable ones listed.
 
     ``lanmsff-data check``, ``lanmsff-data splits``, training and evaluation all start here, so that
     they count the same images and assign folds over the same list. Records whose image cannot be
-    used move to :attr:`KDEFIndex.skipped` with the reason, before any fold is assigned.
+    used move to :attr:`KDEFIndex.skipped` with the reason, before any fold is assigned. ``indexer``
+    reads the data set's layout (default: :func:`lanmsff.data.kdef.index_kdef`; RaFD, RAF-DB,
+    AffectNet and image folders have their own).
     """
-    index = index_kdef(root)
+    index = (indexer or index_kdef)(Path(root))
     index.drop(screen_records(index.root, index.records, cache_dir=cache_dir))
     return index

@@ -2,18 +2,18 @@
 
 Every class name is mapped to one canonical emotion:
 
-=============  ==========  =========  =========
-canonical      KDEF        FER-2013   FERPlus
-=============  ==========  =========  =========
-anger          angry       angry      anger
-contempt       -           -          contempt
-disgust        disgusted   disgust    disgust
-fear           afraid      fear       fear
-happiness      happy       happy      happiness
-neutral        neutral     neutral    neutral
-sadness        sad         sad        sadness
-surprise       surprised   surprise   surprise
-=============  ==========  =========  =========
+=============  ==========  =========  =========  ============  ===========================
+canonical      KDEF        FER-2013   FERPlus    RaFD          RAF-DB, AffectNet
+=============  ==========  =========  =========  ============  ===========================
+anger          angry       angry      anger      angry         anger
+contempt       -           -          contempt   contemptuous  contempt (AffectNet)
+disgust        disgusted   disgust    disgust    disgusted     disgust
+fear           afraid      fear       fear       fearful       fear
+happiness      happy       happy      happiness  happy         happiness
+neutral        neutral     neutral    neutral    neutral       neutral
+sadness        sad         sad        sadness    sad           sadness
+surprise       surprised   surprise   surprise   surprised     surprise
+=============  ==========  =========  =========  ============  ===========================
 
 A model trained on one vocabulary is tested on another over the classes both have (the *shared*
 classes): test images whose class the model does not know are left out (and counted), and the
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 CANONICAL = {
     "anger": ("angry", "anger"),
-    "contempt": ("contempt",),
+    "contempt": ("contempt", "contemptuous"),
     "disgust": ("disgusted", "disgust"),
-    "fear": ("afraid", "fear"),
+    "fear": ("afraid", "fear", "fearful"),
     "happiness": ("happy", "happiness"),
     "neutral": ("neutral",),
     "sadness": ("sad", "sadness"),

@@ -1,7 +1,12 @@
-"""``lanmsff-data``: inspect a KDEF copy and the splits the protocols make of it.
+"""``lanmsff-data``: inspect a data set and the splits the protocols make of it.
 
-    lanmsff-data [--quiet] check ROOT [--json]     what was found, skipped and renamed (decodes every image)
+    lanmsff-data [--quiet] check ROOT [--dataset kdef] [--json]   what was found, skipped, renamed and excluded
     lanmsff-data [--quiet] splits ROOT --protocol subject --num-folds 10 --fold 3 [--json]
+
+``--dataset`` is ``kdef`` (the default), ``rafd``, ``rafdb``, ``affectnet``, ``folder``, ``fer2013`` or ``ferplus``
+(ROOT: the CSV or the folder holding fer2013.csv and fer2013new.csv); ``check`` prints the same
+JSON keys for each (``dataset``, ``root``, ``images``, ``subjects``, ``per_angle``, ``per_expression``,
+``skipped``, ``renamed``, ``excluded``, ``face_crops``). ``splits`` applies KDEF's protocols (KDEF, RaFD, folders).
 
 Both see exactly the images training uses (:func:`lanmsff.data.cache.usable_index`): unusable files are
 screened out before folds are assigned. ``--cache-dir`` reuses the screening of an earlier command.
@@ -16,15 +21,23 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import fields
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from lanmsff.data.affectnet import index_affectnet
 from lanmsff.data.cache import preprocess_records, usable_index
 from lanmsff.data.faces import DEFAULT_MARGIN, FACE_CROP_MODES, FACE_DETECTORS
+from lanmsff.data.fer import check_report
+from lanmsff.data.folder import index_folder
+from lanmsff.data.kdef import KDEFIndex, index_kdef
 from lanmsff.data.kdef_names import ANGLES
+from lanmsff.data.rafd import index_rafd
+from lanmsff.data.rafdb import index_rafdb
 from lanmsff.data.splits import (
     DATA_PROTOCOL_VERSION,
     PROTOCOLS,
@@ -35,14 +48,34 @@ from lanmsff.data.splits import (
 from lanmsff.errors import EXIT_USER_ERROR, UserError, check_choice
 from lanmsff.utils.progress import set_quiet
 
+INDEXERS: dict[str, Callable[[Path], KDEFIndex]] = {
+    "kdef": index_kdef,
+    "rafd": index_rafd,  # with the training defaults: contempt listed as excluded
+    "rafdb": index_rafdb,
+    "affectnet": index_affectnet,
+    "folder": index_folder,
+}
+CSV_DATASETS = ("fer2013", "ferplus")  # faces in CSV rows (lanmsff.data.fer.check_report)
+SPLITTABLE = ("kdef", "rafd", "folder")  # the data sets without an official split
 
-def check(root: str, *, face_crop: str, face_detector: str, cache_dir: str | None, as_json: bool) -> int:
-    index = usable_index(root, cache_dir=cache_dir)
-    faces = preprocess_records(
-        index.root, index.records, mode=face_crop, margin=DEFAULT_MARGIN, detector=face_detector, cache_dir=cache_dir
-    )
-    index.drop(faces.failures)  # none after the screening; listed, never hidden, if it ever disagreed
-    report = {**index.report(), "face_crops": faces.crop_counts()}
+
+def check(
+    root: str, *, face_crop: str, face_detector: str, cache_dir: str | None, as_json: bool, dataset: str = "kdef"
+) -> int:
+    if dataset in CSV_DATASETS:
+        report = check_report(dataset, root)
+    else:
+        index = usable_index(root, cache_dir=cache_dir, indexer=INDEXERS[dataset])
+        faces = preprocess_records(
+            index.root,
+            index.records,
+            mode=face_crop,
+            margin=DEFAULT_MARGIN,
+            detector=face_detector,
+            cache_dir=cache_dir,
+        )
+        index.drop(faces.failures)  # none after the screening; listed, never hidden, if it ever disagreed
+        report = {**index.report(), "face_crops": faces.crop_counts()}
     if as_json:
         print(json.dumps(report, indent=2))
     else:
@@ -68,6 +101,9 @@ def _print_report(report: dict) -> None:
         console.print(f"renamed: {item['file']} -> {item['as']}")
     for item in report["skipped"]:
         console.print(f"skipped: {item['file']}: {item['reason']}")
+    reasons = Counter(item["reason"] for item in report["excluded"])
+    for reason, count in sorted(reasons.items()):  # by reason: AffectNet leaves out tens of thousands
+        console.print(f"excluded by the settings: {count} images: {reason} (--json lists them)")
     if not report["images"]:
         console.print("[red]no usable image found[/]")
 
@@ -78,7 +114,9 @@ def splits(args: argparse.Namespace) -> int:
         check_choice("--angles", angle, ANGLES)
     if spec.warning:
         print(f"warning: {spec.warning}", file=sys.stderr)
-    index = usable_index(args.root, cache_dir=args.cache_dir)
+    if args.dataset not in SPLITTABLE:
+        raise UserError(f"--dataset {args.dataset} has an official split; splits shows KDEF's protocols ({SPLITTABLE})")
+    index = usable_index(args.root, cache_dir=args.cache_dir, indexer=INDEXERS[args.dataset])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # said above, once
         records, split = split_records(index, spec, args.angles)
@@ -119,17 +157,21 @@ def _add_split_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lanmsff-data", description="Inspect a KDEF copy and its splits.")
+    parser = argparse.ArgumentParser(prog="lanmsff-data", description="Inspect a data set and its splits.")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (they go to stderr otherwise)")
     commands = parser.add_subparsers(dest="command", required=True)
     checker = commands.add_parser("check", help="count usable images, list skipped and renamed files")
-    checker.add_argument("root", help="KDEF_and_AKDEF, its KDEF folder, or the folder holding it")
+    checker.add_argument("root", help="the data set's folder (KDEF: KDEF_and_AKDEF, its KDEF folder, or its parent)")
+    checker.add_argument(
+        "--dataset", choices=[*INDEXERS, *CSV_DATASETS], default="kdef", help="the layout (default: kdef)"
+    )
     checker.add_argument("--json", action="store_true", help="print one JSON object")
     checker.add_argument("--face-crop", choices=FACE_CROP_MODES, default="detect")
     checker.add_argument("--face-detector", choices=FACE_DETECTORS, default="cnn", help="for --face-crop detect")
     checker.add_argument("--cache-dir", default=None, help="reuse/write the preprocessing cache here")
     splitter = commands.add_parser("splits", help="print the train/val/test assignment of a protocol")
     splitter.add_argument("root")
+    splitter.add_argument("--dataset", choices=SPLITTABLE, default="kdef", help="the layout (default: kdef)")
     _add_split_options(splitter)
     splitter.add_argument("--angles", type=_angles, default=None, help="keep only these angles, e.g. S,HL,HR")
     splitter.add_argument("--cache-dir", default=None, help="reuse/write the screening of the images here")
@@ -151,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 face_detector=args.face_detector,
                 cache_dir=args.cache_dir,
                 as_json=args.json,
+                dataset=args.dataset,
             )
         return splits(args)
     except UserError as err:

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from lanmsff.data.cache import preprocess_records, usable_index
 from lanmsff.data.device_augment import augment_batch
 from lanmsff.data.faces import DEFAULT_MARGIN, LEGACY_FACE_DETECTOR, check_detector, normalise_crop_mode
-from lanmsff.data.kdef import KDEFIndex, KDEFRecord
+from lanmsff.data.kdef import KDEFIndex, KDEFRecord, index_kdef
 from lanmsff.data.kdef_names import ANGLES, EXPRESSION_NAMES, SESSIONS
 from lanmsff.data.splits import (
     DATA_PROTOCOL_VERSION,
@@ -196,29 +196,40 @@ class FERDataModule(pl.LightningDataModule):
         }
 
 
-class KDEFDataModule(FERDataModule):
-    """KDEF (or a synthetic tree in its layout) with the protocols of :mod:`lanmsff.data.splits`.
+SAMPLING_MODES = ("natural", "balanced")
+
+
+def balanced_sampler(labels: np.ndarray) -> WeightedRandomSampler:
+    """A sampler that draws every class equally often: each image weighs 1 / (images of its class)."""
+    counts = np.bincount(labels)
+    weights = 1.0 / counts[labels]
+    return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(labels), replacement=True)
+
+
+class IndexedDataModule(FERDataModule):
+    """Photographs indexed into :class:`~lanmsff.data.kdef.KDEFRecord` s, preprocessed through the cache.
+
+    The machinery every image data set shares (KDEF, RaFD, RAF-DB, AffectNet, image folders): the usable
+    images (:func:`lanmsff.data.cache.usable_index` with the data set's :attr:`indexer`), the split of
+    :meth:`split`, face crops (an annotated box where the data set gives one, else ``face_crop``), labels from
+    ``record.name.label``, groups (views) from ``record.name.angle_index``, and each test image's subgroups
+    (``record.name.subgroups``: gender, ...) for :func:`lanmsff.training.metrics.subgroup_metrics`.
 
     Args:
-        root: a KDEF copy: the folder holding ``KDEF_and_AKDEF``, that folder, or its ``KDEF`` folder.
+        root: the data set's folder.
         image_size: side of the square grayscale input.
         face_crop: ``detect`` / ``true`` (face detector, fixed per-angle box as fallback), ``box``
             (always the fixed box), ``none`` / ``false`` (whole image); see :mod:`lanmsff.data.faces`.
-        face_margin: growth of a detected face box on every side, as a fraction of its side.
-        face_detector: ``cnn`` (MTCNN, landmarks) or ``haar`` (OpenCV cascades) for ``detect``; the
-            default is what configs written before this setting used (``lanmsff/lanmsff/conf/data/kdef.yaml``: cnn).
+        face_margin: growth of a detected or annotated face box on every side, as a fraction of its side.
+        face_detector: ``cnn`` (MTCNN, landmarks) or ``haar`` (OpenCV cascades) for ``detect``.
         face_align: with ``detect`` and the CNN, rotate each face so that the eyes are level.
         cache_dir: where preprocessed faces are cached (``None`` = no cache).
-        protocol, num_folds, fold, seed, val_fraction, train_angles, test_angles: the split, see
-            :class:`lanmsff.data.splits.SplitSpec` (kept as :attr:`spec`).
-        angles: keep only these camera angles (e.g. ``[S]`` for frontal only); ``None`` keeps all.
-        batch_size, num_workers, augment: loader and augmentation settings.
-        augment_on_device: keep the training images on the training device and augment batches there
-            (:mod:`lanmsff.data.device_augment`) instead of per image in CPU workers.
+        batch_size, num_workers, seed, augment, augment_on_device: as in :class:`FERDataModule`.
+        sampling: ``natural`` (every training image once per epoch) or ``balanced`` (every class drawn equally
+            often, for imbalanced sets such as AffectNet).
     """
 
-    group_names = ANGLES
-    dataset = "kdef"
+    indexer: Callable[[Path], KDEFIndex] = staticmethod(index_kdef)
 
     def __init__(
         self,
@@ -230,18 +241,12 @@ class KDEFDataModule(FERDataModule):
         face_detector: str = LEGACY_FACE_DETECTOR,
         face_align: bool = False,
         cache_dir: str | Path | None = None,
-        protocol: str = DEFAULT_PROTOCOL,
-        num_folds: int = 10,
-        fold: int = 0,
         seed: int = 0,
-        val_fraction: float = 0.1,
-        angles: Sequence[str] | None = None,
-        train_angles: Sequence[str] | None = None,
-        test_angles: Sequence[str] | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         augment: dict[str, Any] | None = None,
         augment_on_device: bool = False,
+        sampling: str = "natural",
     ) -> None:
         super().__init__(
             image_size=image_size,
@@ -251,39 +256,42 @@ class KDEFDataModule(FERDataModule):
             augment=augment,
             augment_on_device=augment_on_device,
         )
+        check_choice("data.sampling", sampling, SAMPLING_MODES)
+        self.sampling = sampling
         self.root = Path(root)
         self.face_crop, self.face_margin = normalise_crop_mode(face_crop), face_margin
         self.face_detector, self.face_align = check_detector(face_detector), bool(face_align)
         if self.face_align and self.face_crop == "detect" and face_detector != "cnn":
             raise ConfigError("data.face_align=true needs the landmarks of data.face_detector=cnn")
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.spec = SplitSpec(
-            protocol=protocol,
-            num_folds=num_folds,
-            fold=fold,
-            seed=seed,
-            val_fraction=val_fraction,
-            train_angles=train_angles,
-            test_angles=test_angles,
-        )
-        self.angles = list(angles) if angles else None
-        for angle in self.angles or ():
-            check_choice("data.angles", angle, ANGLES)
         if image_size < 8:
             raise ConfigError(f"data.image_size={image_size} is too small")
         self.index: KDEFIndex | None = None
         self.crop_counts: dict[str, int] = {}
+        self.test_subgroups: list[dict[str, str]] = []  # of every test image, in test order
+
+    def train_dataloader(self) -> DataLoader | DeviceLoader:
+        """With ``sampling=balanced`` every class is drawn equally often (with replacement, as many draws per
+        epoch as training images; the draws follow torch's seeded generator)."""
+        if self.sampling == "natural":
+            return super().train_dataloader()
+        if self.data_train is None:
+            raise RuntimeError("call setup() before requesting a data loader")
+        return DataLoader(
+            self.data_train,
+            batch_size=self.batch_size,
+            sampler=balanced_sampler(self.data_train.labels),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def usable(self) -> KDEFIndex:
+        """The usable images of :attr:`root` (:func:`lanmsff.data.cache.usable_index` with :attr:`indexer`)."""
+        return usable_index(self.root, cache_dir=self.cache_dir, indexer=self.indexer)
 
     def split(self) -> tuple[KDEFIndex, list[KDEFRecord], Split]:
-        """The usable images of the copy (:func:`lanmsff.data.cache.usable_index`) and their split; records
-        are those of the angles used."""
-        index = usable_index(self.root, cache_dir=self.cache_dir)
-        if self.spec.warning:
-            log.warning(self.spec.warning)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            records, split = split_records(index, self.spec, self.angles)
-        return index, records, split
+        """The usable images, the records used and their split."""
+        raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if self.data_train is not None:
@@ -305,14 +313,7 @@ class KDEFDataModule(FERDataModule):
                 f"{len(faces.failures)} images passed the screening but failed preprocessing, e.g. "
                 f"{index.root / path}: {reason}; delete the cache files under {self.cache_dir} and retry"
             )
-        if index.skipped:
-            log.warning(
-                "KDEF: %d files skipped, e.g. %s (run lanmsff-data check for the list)",
-                len(index.skipped),
-                index.skipped[0],
-            )
-        for item in index.renamed:
-            log.info("KDEF: %s used as %s", item["file"], item["as"])
+        self._log_index(index)
         self.crop_counts = faces.crop_counts()
         self.fingerprint = faces.key
         if self.face_crop == "detect":
@@ -332,10 +333,97 @@ class KDEFDataModule(FERDataModule):
 
         self._set_datasets(part(split.train), part(split.val), part(split.test))
         self.test_files = [records[i].path for i in split.test]
+        self.test_subgroups = [dict(getattr(records[i].name, "subgroups", {})) for i in split.test]
         self.subjects = {
-            name: sorted({records[i].subject for i in getattr(split, name)}) for name in ("train", "val", "test")
+            name: sorted({records[i].subject for i in getattr(split, name) if records[i].subject is not None})
+            for name in ("train", "val", "test")
         }
         self.index = index
+
+    def _log_index(self, index: KDEFIndex) -> None:
+        if index.skipped:
+            log.warning(
+                "%s: %d files skipped, e.g. %s (run lanmsff-data check for the list)",
+                self.dataset,
+                len(index.skipped),
+                index.skipped[0],
+            )
+        if index.excluded:
+            excluded = len(index.excluded)
+            log.info("%s: %d images excluded by the settings, e.g. %s", self.dataset, excluded, index.excluded[0])
+        for item in index.renamed:
+            log.info("%s: %s used as %s", self.dataset, item["file"], item["as"])
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["root"] = str(self.root)
+        info["sampling"] = self.sampling
+        if self.index is not None:
+            info["subjects"] = {k: len(v) for k, v in self.subjects.items()}
+            info["skipped"] = len(self.index.skipped)
+            info["renamed"] = len(self.index.renamed)
+            info["excluded"] = len(self.index.excluded)
+            info["face_crops"] = self.crop_counts
+        return info
+
+
+class KDEFDataModule(IndexedDataModule):
+    """KDEF (or a synthetic tree in its layout) with the protocols of :mod:`lanmsff.data.splits`.
+
+    Args:
+        root: a KDEF copy: the folder holding ``KDEF_and_AKDEF``, that folder, or its ``KDEF`` folder.
+        image_size, face_crop, face_margin, face_detector, face_align, cache_dir: see
+            :class:`IndexedDataModule` (the ``face_detector`` default is what configs written before this
+            setting used; ``lanmsff/conf/data/kdef.yaml`` chooses cnn).
+        protocol, num_folds, fold, seed, val_fraction, train_angles, test_angles: the split, see
+            :class:`lanmsff.data.splits.SplitSpec` (kept as :attr:`spec`).
+        angles: keep only these camera angles (e.g. ``[S]`` for frontal only); ``None`` keeps all.
+        batch_size, num_workers, augment: loader and augmentation settings.
+        augment_on_device: keep the training images on the training device and augment batches there
+            (:mod:`lanmsff.data.device_augment`) instead of per image in CPU workers.
+    """
+
+    group_names = ANGLES
+    dataset = "kdef"
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        protocol: str = DEFAULT_PROTOCOL,
+        num_folds: int = 10,
+        fold: int = 0,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        angles: Sequence[str] | None = None,
+        train_angles: Sequence[str] | None = None,
+        test_angles: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root, seed=seed, **kwargs)
+        self.spec = SplitSpec(
+            protocol=protocol,
+            num_folds=num_folds,
+            fold=fold,
+            seed=seed,
+            val_fraction=val_fraction,
+            train_angles=train_angles,
+            test_angles=test_angles,
+        )
+        self.angles = list(angles) if angles else None
+        for angle in self.angles or ():
+            check_choice("data.angles", angle, ANGLES)
+
+    def split(self) -> tuple[KDEFIndex, list[KDEFRecord], Split]:
+        """The usable images of the copy (:func:`lanmsff.data.cache.usable_index`) and their split; records
+        are those of the angles used."""
+        index = self.usable()
+        if self.spec.warning:
+            log.warning(self.spec.warning)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            records, split = split_records(index, self.spec, self.angles)
+        return index, records, split
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -346,13 +434,7 @@ class KDEFDataModule(FERDataModule):
             selection=self.spec.selection,
             fold=self.spec.fold,
             num_folds=self.spec.num_folds,
-            root=str(self.root),
         )
-        if self.index is not None:
-            info["subjects"] = {k: len(v) for k, v in self.subjects.items()}
-            info["skipped"] = len(self.index.skipped)
-            info["renamed"] = len(self.index.renamed)
-            info["face_crops"] = self.crop_counts
         return info
 
 

@@ -84,7 +84,7 @@ class _Skip(Exception):
     """A malformed row; the message is the reason."""
 
 
-def _read_rows(path: Path, columns: Sequence[str]) -> tuple[np.ndarray, list[list[str] | None]]:
+def read_rows(path: Path, columns: Sequence[str]) -> tuple[np.ndarray, list[list[str] | None]]:
     """The line number and the fields named ``columns`` (in that order, stripped) of every data row of ``path``.
 
     Header names match without surrounding spaces or case; a row with the wrong number of fields is ``None``.
@@ -241,7 +241,7 @@ def read_fer2013(path: str | Path, *, with_emotion: bool = True) -> FER2013Table
     """
     path = Path(path)
     columns = ("pixels", "Usage", "emotion") if with_emotion else ("pixels", "Usage")
-    lines, rows = _read_rows(path, columns)
+    lines, rows = read_rows(path, columns)
     n = len(rows)
     pixels = np.zeros((n, FER_SIDE, FER_SIDE), np.uint8)
     emotions, usages = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
@@ -262,7 +262,7 @@ def read_ferplus(path: str | Path) -> FERPlusTable:
         UserError: the file has no such columns or no usable row.
     """
     path = Path(path)
-    lines, rows = _read_rows(path, ("Usage", "Image name", *FERPLUS_VOTE_COLUMNS))
+    lines, rows = read_rows(path, ("Usage", "Image name", *FERPLUS_VOTE_COLUMNS))
     n = len(rows)
     usages, votes, names = np.full(n, -1, np.int64), np.zeros((n, len(FERPLUS_VOTE_COLUMNS))), [""] * n
 
@@ -560,3 +560,51 @@ class FERPlusDataModule(_FERCSVDataModule):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "label_mode": self.label_mode}
+
+
+# ---------------------------------------------------------------------------------- lanmsff-data check
+
+
+def _row_entries(table: FER2013Table | FERPlusTable, rows: Sequence[int], reason: str | None = None) -> list[dict]:
+    """``{"file": "<csv>:<line>", "reason": ...}`` for ``rows`` (their own problem when ``reason`` is ``None``)."""
+    return [{"file": f"{table.path.name}:{table.lines[i]}", "reason": reason or table.problems[i]} for i in rows]
+
+
+def check_report(dataset: str, root: str | Path) -> dict[str, Any]:
+    """The report of ``lanmsff-data check --dataset fer2013|ferplus``, in the keys of the image data sets'.
+
+    ``root`` is the CSV file (FER-2013) or a folder holding ``fer2013.csv`` (and, for FERPlus,
+    ``fer2013new.csv``). Malformed rows are ``skipped``; FERPlus rows without a label (no image name, no
+    agreement, ``unknown`` or ``NF`` winning) are ``excluded``; both by file and line.
+    """
+    check_choice("--dataset", dataset, ("fer2013", "ferplus"))
+    fer = read_fer2013(find_csv(root, FER2013_FILES, "ROOT", FER2013_SOURCE), with_emotion=dataset == "fer2013")
+    skipped = _row_entries(fer, sorted(fer.problems))
+    excluded: list[dict] = []
+    if dataset == "fer2013":
+        labels, classes, usable = fer.emotions, FER2013_CLASSES, fer.usable
+    else:
+        plus = read_ferplus(find_csv(root, FERPLUS_FILES, "ROOT", FERPLUS_SOURCE))
+        if len(plus.lines) != len(fer.lines):
+            raise UserError(f"{plus.path} has {len(plus.lines)} rows but {fer.path} has {len(fer.lines)}")
+        skipped += _row_entries(plus, sorted(plus.problems))
+        targets = ferplus_targets(plus.votes, "majority")
+        both = fer.usable & _usable(len(plus.lines), plus.problems)
+        named = np.array([bool(name) for name in plus.names])
+        excluded = _row_entries(plus, np.flatnonzero(both & ~named).tolist(), "no image name") + _row_entries(
+            plus, np.flatnonzero(both & named & (targets.sum(axis=1) == 0)).tolist(), "no FERPlus label (majority)"
+        )
+        labels, classes, usable = targets.argmax(axis=1), FERPLUS_CLASSES, both & named & (targets.sum(axis=1) > 0)
+    counts = Counter(classes[k] for k in labels[usable].tolist())
+    return {
+        "dataset": dataset,
+        "root": str(fer.path.parent),
+        "images": int(usable.sum()),
+        "subjects": 0,
+        "per_angle": {},
+        "per_expression": {c: counts[c] for c in classes if counts[c]},
+        "skipped": sorted(skipped, key=lambda s: s["file"]),
+        "renamed": [],
+        "excluded": sorted(excluded, key=lambda s: s["file"]),
+        "face_crops": {},
+    }

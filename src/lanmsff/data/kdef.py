@@ -22,6 +22,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from lanmsff.data.kdef_names import ANGLES, EXPRESSIONS, KDEFName, parse_name
 from lanmsff.errors import UserError
@@ -37,12 +38,37 @@ KDEF_HELP = (
 )
 
 
+class FaceName(Protocol):
+    """What every data set's parsed name or annotation tells about one image (KDEF's is :class:`KDEFName`)."""
+
+    @property
+    def subject(self) -> str | None: ...  # the person (None: not known)
+
+    @property
+    def expression(self) -> str: ...  # the class code, e.g. AF or fearful
+
+    @property
+    def label(self) -> int: ...  # the class index
+
+    @property
+    def angle(self) -> str: ...  # the camera angle as a KDEF code (S when not known)
+
+    @property
+    def angle_index(self) -> int: ...  # the index of the view in the data set's views
+
+
 @dataclass(frozen=True)
 class KDEFRecord:
-    """One usable image: its path relative to the index root and its (possibly corrected) name."""
+    """One usable image: its path relative to the index root and its (possibly corrected) name.
+
+    Every image data set is indexed into these records (RaFD, RAF-DB, AffectNet and image folders
+    too): ``name`` is the data set's parsed name or annotation, with at least ``subject`` (the person,
+    ``None`` when unknown), ``expression`` (the class code), ``label`` (its index), ``angle`` (the
+    camera angle as a KDEF angle code, ``S`` when unknown) and ``angle_index``; see :class:`FaceName`.
+    """
 
     path: str
-    name: KDEFName
+    name: FaceName
 
     @property
     def subject(self) -> str:
@@ -57,21 +83,27 @@ class KDEFIndex:
     records: list[KDEFRecord] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     renamed: list[dict[str, str]] = field(default_factory=list)
+    # usable images left out by a setting, not a defect (RaFD's contempt, AffectNet's none/uncertain/no-face)
+    excluded: list[dict[str, str]] = field(default_factory=list)
+    dataset: str = "kdef"
+    expressions: tuple[str, ...] = EXPRESSIONS  # the class codes, in label order
+    angles: tuple[str, ...] = ANGLES  # the view codes, in group order
 
     def __len__(self) -> int:
         return len(self.records)
 
     @property
     def subjects(self) -> list[str]:
-        return sorted({r.subject for r in self.records})
+        """The people of the usable images (empty when the data set does not name them)."""
+        return sorted({r.subject for r in self.records if r.subject is not None})
 
     def per_angle(self) -> dict[str, int]:
         counts = Counter(r.name.angle for r in self.records)
-        return {a: counts[a] for a in ANGLES if counts[a]}
+        return {a: counts[a] for a in self.angles if counts[a]}
 
     def per_expression(self) -> dict[str, int]:
         counts = Counter(r.name.expression for r in self.records)
-        return {e: counts[e] for e in EXPRESSIONS if counts[e]}
+        return {e: counts[e] for e in self.expressions if counts[e]}
 
     def drop(self, failures: dict[str, str]) -> None:
         """Remove records whose image failed to decode (``{path: reason}``) and report them as skipped."""
@@ -83,6 +115,7 @@ class KDEFIndex:
     def report(self) -> dict:
         """The summary printed by ``lanmsff-data check --json``."""
         return {
+            "dataset": self.dataset,
             "root": str(self.root),
             "images": len(self.records),
             "subjects": len(self.subjects),
@@ -90,6 +123,7 @@ class KDEFIndex:
             "per_expression": self.per_expression(),
             "skipped": sorted(self.skipped, key=lambda s: s["file"]),
             "renamed": sorted(self.renamed, key=lambda s: s["file"]),
+            "excluded": sorted(self.excluded, key=lambda s: s["file"]),
         }
 
 

@@ -56,6 +56,11 @@ class KDEFName:
     def angle_index(self) -> int:
         return ANGLES.index(self.angle)
 
+    @property
+    def subgroups(self) -> dict[str, str]:
+        """The people's groups the file name tells (for per-subgroup metrics): gender."""
+        return {"gender": "female" if self.gender == "F" else "male"}
+
 
 def parse_name(filename: str) -> KDEFName | None:
     """Parse a KDEF file name (case-insensitive); ``None`` when it does not follow the grammar."""

@@ -150,6 +150,11 @@ class SplitSpec:
         return "test-fold" if self.protocol == "paper" else "validation"
 
 
+def _stratum(subject: str) -> str:
+    """The stratum folds are balanced over: the gender letter that starts KDEF's and RaFD's subjects."""
+    return subject[0]
+
+
 def _folds(names: Sequence[KDEFName], spec: SplitSpec) -> tuple[list[Hashable], dict[Hashable, int]]:
     """The unit of each record (its subject, or its index) and the fold of every unit."""
     rng = np.random.default_rng(spec.seed)
@@ -161,7 +166,7 @@ def _folds(names: Sequence[KDEFName], spec: SplitSpec) -> tuple[list[Hashable], 
                 f"data.num_folds={spec.num_folds} exceeds the number of subjects ({len(subjects)}) "
                 f"for protocol={spec.protocol}"
             )
-        return units, deal(subjects, [s[0] for s in subjects], spec.num_folds, rng)
+        return units, deal(subjects, [_stratum(s) for s in subjects], spec.num_folds, rng)
     units = list(range(len(names)))
     return units, deal(units, [(n.expression, n.angle) for n in names], spec.num_folds, rng)
 
@@ -175,7 +180,7 @@ def _validation_units(names: Sequence[KDEFName], spec: SplitSpec, rest: list[Has
             "the test fold: validation and training need different people; use more people or fewer folds"
         )
     if spec.person_independent:
-        strata = [str(u)[0] for u in rest]  # the gender letter of the subject
+        strata = [_stratum(str(u)) for u in rest]
     else:
         strata = [(names[int(u)].expression, names[int(u)].angle) for u in rest]
     val_rng = np.random.default_rng([spec.seed, spec.fold])
@@ -192,15 +197,16 @@ def make_split(names: Sequence[KDEFName], spec: SplitSpec) -> Split:
     else:
         val_units = _validation_units(names, spec, sorted((u for u in folds if u not in test_units), key=repr))
     cross_pose = spec.protocol == "cross_pose"
-    train_ok = set(spec.train_angles) if cross_pose and spec.train_angles else set(ANGLES)
-    test_ok = set(spec.test_angles) if cross_pose and spec.test_angles else set(ANGLES)
+    train_ok = set(spec.train_angles) if cross_pose and spec.train_angles else None  # None: every view
+    test_ok = set(spec.test_angles) if cross_pose and spec.test_angles else None
     train, val, test = [], [], []
     for i, (unit, name) in enumerate(zip(units, names, strict=True)):
-        if unit in test_units and name.angle in test_ok:
+        trains, tests = train_ok is None or name.angle in train_ok, test_ok is None or name.angle in test_ok
+        if unit in test_units and tests:
             test.append(i)
-        if unit in val_units and name.angle in train_ok:
+        if unit in val_units and trains:
             val.append(i)
-        elif unit not in test_units and unit not in val_units and name.angle in train_ok:
+        elif unit not in test_units and unit not in val_units and trains:
             train.append(i)
     return Split(np.array(train, dtype=np.int64), np.array(val, dtype=np.int64), np.array(test, dtype=np.int64))
 
@@ -214,6 +220,22 @@ def split_records(index: KDEFIndex, spec: SplitSpec, angles: Sequence[str] | Non
     if not kept:
         raise ConfigError(f"no usable KDEF images under {index.root} for data.angles={list(angles or [])}")
     return kept, make_split([r.name for r in kept], spec)
+
+
+def official_split(parts: Sequence[str], strata: Sequence[Hashable], val_fraction: float, seed: int) -> Split:
+    """The split of a data set that ships its own train and test sets (RAF-DB, AffectNet).
+
+    ``parts`` names each record's set (``train`` or ``test``); validation is carved from ``train``: one of
+    ``1 / val_fraction`` groups dealt per stratum (the class), so it depends only on the records and the seed.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction={val_fraction} must lie strictly between 0 and 1")
+    train = [i for i, part in enumerate(parts) if part == "train"]
+    groups = deal(train, [strata[i] for i in train], max(2, round(1.0 / val_fraction)), np.random.default_rng(seed))
+    val = sorted(i for i, g in groups.items() if g == 0)
+    fit = sorted(i for i, g in groups.items() if g != 0)
+    test = [i for i, part in enumerate(parts) if part == "test"]
+    return Split(*(np.array(x, dtype=np.int64) for x in (fit, val, test)))
 
 
 def assignment_hash(files: Sequence[str]) -> str:

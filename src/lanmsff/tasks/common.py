@@ -19,6 +19,7 @@ from lanmsff.runtime.precision import trainer_precision
 from lanmsff.runtime.provenance import provenance
 from lanmsff.runtime.slurm import under_submitit
 from lanmsff.training.cross_dataset import shared_class_metrics
+from lanmsff.training.metrics import subgroup_metrics
 from lanmsff.training.module import FERModule
 from lanmsff.training.recorder import RunRecorder
 from lanmsff.utils.config import instantiate
@@ -77,6 +78,26 @@ def log_hyperparams(loggers: list[Any], run: RunRecorder) -> None:
     params = {**run.summary["config"], **identity, **cost, "provenance": run.summary.get("provenance")}
     for logger in loggers:
         logger.log_hyperparams(params)
+
+
+def record_subgroups(run: RunRecorder, outputs: dict[str, torch.Tensor], datamodule: FERDataModule) -> None:
+    """Accuracy and UAR per subgroup of the tested people, with their numbers of images, into the run's metrics
+    and loggers as ``test/subgroup/<attribute>/<value>/{acc,uar,images}`` (e.g. ``test/subgroup/gender/female/acc``),
+    when the data module knows them (``test_subgroups``: KDEF's and RaFD's file names tell them)."""
+    subgroups = getattr(datamodule, "test_subgroups", None)
+    if not subgroups or not outputs or len(subgroups) != len(outputs["targets"]):
+        return
+    predicted = outputs["logits"].argmax(dim=1)
+    found = subgroup_metrics(predicted, outputs["targets"], subgroups, datamodule.num_classes)
+    metrics = {
+        f"test/subgroup/{attribute}/{value}/{key}": float(number)
+        for attribute, values in found.items()
+        for value, scores in values.items()
+        for key, number in scores.items()
+    }
+    run.summary["metrics"].update(metrics)
+    for logger in run.loggers:
+        logger.log_metrics(metrics)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from lanmsff.tasks.common import (
     build_datamodule,
     log_hyperparams,
     record_provenance,
+    record_subgroups,
     test_on_dataset,
 )
 from lanmsff.training.cross_dataset import shared_class_outputs
@@ -101,6 +102,7 @@ def _test_with_lightning(cfg: DictConfig, module: FERModule, datamodule: FERData
     trainer.test(module, datamodule=datamodule, verbose=False)
     run.record_metrics(trainer.callback_metrics)
     run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
+    record_subgroups(run, module.test_outputs, datamodule)
 
 
 def _test_over_shared_classes(module: FERModule, datamodule: FERDataModule, run: RunRecorder, tta: str) -> None:

@@ -24,11 +24,13 @@ from lanmsff.tasks.common import (
     build_datamodule,
     log_hyperparams,
     record_provenance,
+    record_subgroups,
     test_on_dataset,
     trainer_plugins,
 )
 from lanmsff.training.calibration import fit_temperature
 from lanmsff.training.callbacks import EmbedRunConfig, RNGStateCheckpoint
+from lanmsff.training.cross_dataset import flag_shared_images
 from lanmsff.training.module import FERModule
 from lanmsff.training.recorder import RunRecorder, print_next_steps, print_results, scalar_metrics
 from lanmsff.utils.config import instantiate, instantiate_callbacks, instantiate_loggers, run_name, run_tags
@@ -208,6 +210,7 @@ def _test(cfg: DictConfig, tester: pl.Trainer, module: FERModule, datamodule: An
     tester.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
     run.record_metrics(tester.callback_metrics)
     run.record_test(module.test_outputs, datamodule.class_names, datamodule.group_names, datamodule.test_files)
+    record_subgroups(run, module.test_outputs, datamodule)
     run.summary["test_checkpoint"] = {"choice": choice, "path": ckpt}
 
 
@@ -236,6 +239,7 @@ def _cross_test(cfg: DictConfig, module: FERModule, run: RunRecorder) -> None:
     """Score the tested weights on every data config of ``cross_test`` (metrics ``cross/<name>/...``)."""
     for name, data_cfg in (cfg.get("cross_test") or {}).items():
         result = test_on_dataset(module, build_datamodule(data_cfg), prefix=f"cross/{name}/")
+        flag_shared_images(str(run.summary["data"].get("dataset")), result.details)
         run.summary["metrics"].update(result.metrics)
         run.summary.setdefault("cross_test", {})[name] = result.details
         for logger in run.loggers:

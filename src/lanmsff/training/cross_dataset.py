@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,10 @@ import torch
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix, multiclass_f1_score
 
 from lanmsff.data.classes import ClassMapping
+from lanmsff.data.multi_source import share_images
 from lanmsff.training.metrics import recall_metrics
+
+log = logging.getLogger(__name__)
 
 
 def shared_class_outputs(outputs: dict[str, torch.Tensor], mapping: ClassMapping) -> dict[str, torch.Tensor]:
@@ -60,3 +64,16 @@ def shared_class_metrics(
             metrics[f"{prefix}acc_{name}"] = float((predicted[chosen] == kept["targets"][chosen]).float().mean())
     details["confusion_matrix"] = multiclass_confusion_matrix(predicted, kept["targets"], n).tolist()
     return metrics, details
+
+
+def flag_shared_images(trained_on: str, details: dict[str, Any]) -> None:
+    """Mark a cross-dataset test whose test set holds the training set's photographs (FER-2013 and FERPlus):
+    ``details["shared_images"]`` is ``True`` and a warning says that its number is not a cross-dataset one."""
+    details["shared_images"] = share_images(trained_on, str(details.get("dataset")))
+    if details["shared_images"]:
+        log.warning(
+            "The cross-dataset test of %s on %s tests on the photographs it was trained on (relabelled): "
+            "its numbers are flagged shared_images and measure label agreement, not generalisation",
+            trained_on,
+            details.get("dataset"),
+        )

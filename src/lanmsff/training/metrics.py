@@ -93,3 +93,30 @@ def confusion_per_group(
         for index, name in enumerate(group_names)
         if (groups == index).any()
     }
+
+
+def subgroup_metrics(
+    predicted: torch.Tensor, targets: torch.Tensor, subgroups: Sequence[dict[str, str]], num_classes: int
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Accuracy and UAR of every subgroup of the people tested, with its number of images.
+
+    ``subgroups`` holds, for every test image, its groups by attribute (``{"gender": "female", "age": "adult"}``;
+    RaFD's and KDEF's file names tell them). Returns ``{attribute: {value: {"images", "acc", "uar"}}}``, values
+    sorted; empty when no image has an attribute.
+    """
+    if len(subgroups) != len(targets):
+        raise ValueError(f"{len(subgroups)} subgroup entries for {len(targets)} test images")
+    out: dict[str, dict[str, dict[str, float | int]]] = {}
+    attributes = sorted({key for groups in subgroups for key in groups})
+    for attribute in attributes:
+        values = [groups.get(attribute) for groups in subgroups]
+        out[attribute] = {}
+        for value in sorted({v for v in values if v is not None}):
+            chosen = torch.tensor([v == value for v in values])
+            hits = predicted[chosen] == targets[chosen]
+            out[attribute][value] = {
+                "images": int(chosen.sum()),
+                "acc": float(hits.float().mean()),
+                "uar": unweighted_average_recall(confusion_matrix(predicted[chosen], targets[chosen], num_classes)),
+            }
+    return out
