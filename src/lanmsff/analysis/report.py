@@ -25,6 +25,7 @@ from lanmsff.analysis.loading import OBJECT_COLUMNS
 from lanmsff.analysis.page import METHOD_TITLE, Fold, Section, render_html, render_markdown
 from lanmsff.analysis.pooling import check_mixing, provenance_table, separate_protocol_versions
 from lanmsff.analysis.study_figures import FigureItem, StudyFigures, slug
+from lanmsff.analysis.subgroups import subgroup_tables
 from lanmsff.analysis.tables import (
     calibration_table,
     display_table,
@@ -69,7 +70,8 @@ METHOD = [
 ]
 FOLDS = {
     "tests": "Paired tests: p, Holm-adjusted p, 95% CI, and the runs left out",
-    "tables": "All metrics: accuracy with cost and best val accuracy, calibration, UAR per view, recall per class",
+    "tables": "All metrics: accuracy with cost and best val accuracy, calibration, UAR per view, recall per class, "
+    "subgroups",
     "confusion": "Per-view confusion matrices: mean over the runs, % of each true class",
     "provenance": "Where the runs came from",
 }
@@ -137,7 +139,7 @@ def study_section(
     tests = statistics.tables + ([left_out_table(statistics.left_out)] if statistics.left_out else [])
     folds = [
         Fold(FOLDS["tests"], tests),
-        Fold(FOLDS["tables"], _detail_tables(summary, study)),
+        Fold(FOLDS["tables"], _detail_tables(summary, study) + subgroup_tables(runs)),
         Fold(FOLDS["confusion"], _confusion_tables(runs, summary)),
         Fold(FOLDS["provenance"], [provenance_table(runs)]),
     ]
