@@ -384,7 +384,9 @@ def test_load_wandb_runs_with_a_fake_api() -> None:
             return [fake_run(), fake_run(**{"test/acc": 0.85}), fake_run(state="failed")]
 
     runs = load_wandb_runs("team/lanmsff", "kdef_ablation", api=FakeApi())
-    assert calls == [("team/lanmsff", {"group": "kdef_ablation"})]
+    # a bare study selects its groups of every sweep (<study>/<sweep id>) and the study's own group
+    either = [{"group": "kdef_ablation"}, {"group": {"$regex": "^kdef_ablation/"}}]
+    assert calls == [("team/lanmsff", {"$or": either})]
     r = row(summarise(runs), "lanmsff_attn_none")
     assert (r["runs"], r["failed"]) == (2, 1)
     assert r["acc_mean"] == pytest.approx(0.80) and r["acc_std"] == pytest.approx(0.05 * math.sqrt(2))

@@ -1,5 +1,6 @@
-"""The SLURM launcher against a real scheduler: sweeps as one array job, requeue with exact resume,
-DDP over SLURM tasks, Optuna trials in parallel array tasks, scancel, and the cluster scripts.
+"""The SLURM launcher against a real scheduler: sweeps as one array job, requeue with exact resume, a
+sweep that waits for a requeued job's last attempt (one W&B run for all attempts), DDP over SLURM
+tasks, Optuna trials in parallel array tasks, scancel, and the cluster scripts.
 
 They run on the throw-away single-node cluster of ``scripts/slurm/start.sh`` (``.ci/run`` starts it
 before ``make test`` and stops it afterwards), or on any cluster whose ``sinfo``/``sacct`` answer here,
@@ -338,6 +339,52 @@ def test_requeued_jobs_resume_to_exactly_the_uninterrupted_result(
         assert runs[0] == "REQUEUED" and runs[-1] == "COMPLETED", (ways[num], runs)
         # no mid-epoch checkpoint of Lightning's own SLURM requeue (it would not resume exactly)
         assert not list(run_folder.glob("hpc_ckpt_*.ckpt")), ways[num]
+
+
+def test_a_requeued_job_ends_its_sweep_only_after_its_last_attempt_in_one_wandb_run(
+    workdir: Path, launcher: list[str], cleanup: list
+) -> None:
+    """A one-job sweep (nothing else keeps the launcher waiting), ``scontrol requeue`` once its first epoch
+    is saved: the first attempt leaves submitit no result, so ``train.py -m`` returns only with the second
+    attempt's, whose summary is ok and resumed. W&B (offline) logs both attempts to one run: the id kept
+    in the run folder, passed to ``wandb.init`` with ``resume="allow"``, in the group of the sweep; the
+    first attempt's W&B service, stopped by the same SIGTERM, costs one warning line, no traceback."""
+    task = "slurm_requeue_one"
+    longer = ["trainer.max_epochs=6", "logger=default"]  # time to requeue it with epochs still to train
+    process = _launch(workdir, *launcher, *RESUMABLE, *longer, f"task_name={task}", log=f"{task}.out")
+    cleanup.append(process)
+    multirun = _wait_multirun(workdir, task, process)
+    run_folder = multirun / "0"
+    _wait(lambda: (run_folder / "checkpoints" / "last.ckpt").exists(), "the first epoch", process=process)
+    time.sleep(0.3)  # into the next epoch
+    job = _wait(lambda: _slurm_ids(multirun).get(0), "the job id")
+    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True, timeout=60)
+    assert process.wait(timeout=600) == 0, (workdir / f"{task}.out").read_text()[-3000:]
+
+    summary = _summary(run_folder)  # as the launcher returned: the second attempt's
+    assert summary["status"] == "ok" and summary["restarts"] == 1, summary.get("error")
+    assert Path(summary["resumed_from"]).resolve() == (run_folder / "checkpoints" / "last.ckpt").resolve()
+    runs = [r["State"].split()[0] for r in _sacct(job, "State", duplicates=True)]
+    assert runs[0] == "REQUEUED" and _final_state(job) == "COMPLETED", runs
+    [out] = (multirun / ".submitit" / job).glob("*_log.out")
+    second = out.read_text().rsplit("Starting with JobEnvironment", 1)[1]
+    assert "Epoch 5/5" in second, second[-2000:]  # the second attempt trained the last epoch itself
+
+    run_id = (run_folder / "wandb" / "run_id").read_text().strip()
+    attempts = sorted((run_folder / "wandb").glob("offline-run-*"))
+    assert [p.name.rsplit("-", 1)[1] for p in attempts] == [run_id, run_id]  # one W&B run, two attempts
+    inits = [line for line in (run_folder / f"{task}.log").read_text().splitlines() if "W&B init:" in line]
+    assert len(inits) == 2, inits
+    for line in inits:
+        assert f"id={run_id}, resume=allow, group={task}/{multirun.name}, job_type=train" in line, line
+    # the confusion matrix as counts and the test predictions as W&B tables, beside the image
+    tables = attempts[-1] / "files" / "media" / "table" / "test"
+    [counts] = [json.loads(p.read_text()) for p in tables.glob("confusion_counts_*.table.json")]
+    [predictions] = [json.loads(p.read_text()) for p in tables.glob("predictions_*.table.json")]
+    assert sum(row[2] for row in counts["data"]) == len(predictions["data"]) == summary["data"]["test"]
+    job_logs = "".join(p.read_text() for p in (multirun / ".submitit").rglob("*_log.*"))
+    assert "Traceback" not in job_logs and "Exception ignored" not in job_logs, job_logs[-3000:]
+    assert job_logs.count(f"W&B: run {run_id} not finished, its service process stopped with the job") == 1
 
 
 def test_ddp_runs_as_two_slurm_tasks_with_one_summary(workdir: Path, launcher: list[str]) -> None:

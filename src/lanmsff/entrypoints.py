@@ -6,7 +6,9 @@
 * :func:`run_cli` runs a task: a :class:`lanmsff.errors.UserError` prints its message and exits
   with status 2 (no traceback); in a multirun a failing job is recorded in its ``summary.json``,
   returns NaN to the sweeper and the sweep continues; SIGTERM exits with 143 after the run recorded
-  itself as interrupted (SIGTERM outside Lightning's loops too); under submitit USR1 requeues the job.
+  itself as interrupted (SIGTERM outside Lightning's loops too, and whatever else failed after it), so
+  that under submitit a job that SLURM requeues leaves no result and the launcher waits for its next
+  attempt; under submitit USR1 requeues the job.
 
 This is the top of the package: it imports the tasks' common error types only, and the entry points
 import it together with the task they run.
@@ -70,6 +72,9 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+_sigterm_received = threading.Event()  # set by the first SIGTERM of the task that run_cli runs
+
+
 def _sigterm_to_exception(signum: int, frame: Any) -> None:
     """SIGTERM outside Lightning's loops (data preparation, model set-up, writing results) stops the task
     with ``SIGTERMException``, which the run recorder records as ``status: interrupted``.
@@ -80,6 +85,7 @@ def _sigterm_to_exception(signum: int, frame: Any) -> None:
     milliseconds and must not cut the summary short). Needed under submitit, which ignores SIGTERM
     (``scancel``, ``scontrol requeue``): the job was SIGKILLed ``KillWait`` later without a summary.
     """
+    _sigterm_received.set()
     if signal.getsignal(signal.SIGTERM) is not _sigterm_to_exception:
         return  # Lightning's handler is installed (it called this one)
     if sys.exc_info()[1] is not None:
@@ -100,20 +106,23 @@ def run_cli(
     """
     quiet_console()
     in_main_thread = threading.current_thread() is threading.main_thread()
+    _sigterm_received.clear()
     if in_main_thread:
         previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_exception)
         route_usr1_to_submitit()
     try:
         summary = task(cfg)
     except SIGTERMException:
-        log.warning("Stopped by SIGTERM; restart in the same run folder (resume=auto) to continue")
-        sys.exit(128 + signal.SIGTERM)
+        _exit_on_sigterm()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if _is_multirun():
             return math.nan
         sys.exit(EXIT_USER_ERROR)
-    except Exception:
+    except Exception as err:
+        if _sigterm_received.is_set():  # e.g. a logger whose service process the same SIGTERM stopped
+            log.warning("After the SIGTERM: %s: %s", type(err).__name__, err)
+            _exit_on_sigterm()
         if not _is_multirun():
             raise
         log.exception("Job failed; recorded in its summary.json, continuing with the sweep")
@@ -121,7 +130,19 @@ def run_cli(
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_sigterm)
+    if _sigterm_received.is_set():  # it came after the last batch: SLURM stops (or requeues) the job anyway
+        _exit_on_sigterm()
     if exit_status is not None and (status := exit_status(summary)) != 0:
         sys.exit(status)
     metric = cfg.get("optimized_metric")
     return summary["metrics"].get(metric, math.nan) if metric else None
+
+
+def _exit_on_sigterm() -> None:
+    """Exit with status 143 (128 + SIGTERM), never with a result: a job that SLURM requeues (``scontrol
+    requeue``, pre-emption) must leave submitit no result file, or the launcher would take this attempt
+    for the job's outcome and return while the next attempt runs; after ``scancel`` the launcher finds
+    the job CANCELLED without a result and fails. SystemExit passes through Hydra's ``run_job`` and
+    submitit's ``process_job``, which catch ``Exception`` only."""
+    log.warning("Stopped by SIGTERM; restart in the same run folder (resume=auto) to continue")
+    sys.exit(128 + signal.SIGTERM)

@@ -2,7 +2,7 @@
 
     python -m lanmsff.analysis logs/kdef_ablation/multiruns/<time> [more run or multirun folders ...]
         [--out DIR] [--job-type train|eval|all] [--title TEXT]
-    python -m lanmsff.analysis --wandb ENTITY/PROJECT [--group STUDY] [--out DIR]
+    python -m lanmsff.analysis --wandb ENTITY/PROJECT [--group STUDY[/SWEEP_ID]] [--out DIR]
 
 Reads every ``summary.json`` under the folders (and/or the runs of a W&B project), prints one table
 per study and writes ``report.md``, ``report.html`` (self-contained), ``comparison.csv``,
@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--job-type", choices=JOB_TYPES, default="train", help="which jobs to compare (default: train)")
     parser.add_argument("--title", default="lanmsff comparison", help="title of the report")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from this W&B project (online)")
-    parser.add_argument("--group", help="with --wandb: only this W&B group (the study, i.e. task_name)")
+    parser.add_argument(
+        "--group",
+        help="with --wandb: STUDY/SWEEP_ID for one sweep's W&B group, or STUDY for every sweep of the study",
+    )
     parser.add_argument(
         "--reference",
         help="the variant (model) the others are tested against; <model>@<group> variants are compared within "

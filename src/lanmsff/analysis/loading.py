@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ import pandas as pd
 from lanmsff.data.kdef_names import ANGLES
 from lanmsff.errors import UserError
 from lanmsff.records import SUMMARY_FILE, read_summary
+from lanmsff.utils.wandb_records import has_record, record_from_wandb, unwrap_config
+from lanmsff.utils.wandb_runs import GROUP_SEPARATOR, group_matches
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +275,6 @@ def load_runs(paths: Sequence[str | Path], *, job_type: str | None = "train") ->
 
 
 # ---------------------------------------------------------------------------------------------- W&B
-def _unwrap_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """W&B's raw config stores ``{"value": x, "desc": ...}`` per key; the public API usually unwraps it."""
-    return {k: v["value"] if isinstance(v, Mapping) and "value" in v else v for k, v in config.items()}
-
-
 def _summary_dict(summary: Any) -> dict[str, Any]:
     raw = getattr(summary, "_json_dict", None)
     return dict(raw if isinstance(raw, Mapping) else (summary or {}))
@@ -285,13 +283,22 @@ def _summary_dict(summary: Any) -> dict[str, Any]:
 def wandb_record(run: Any) -> dict[str, Any]:
     """A run record (as :func:`record_from_summary` makes) from a W&B public-API run.
 
-    Uses ``run.config`` (the logged Hydra config plus params/flops/model_size_mb), ``run.summary``
-    (final metrics), ``run.state`` (``finished`` is ok; anything else counts as not ok) and
-    ``run.name``. W&B holds no confusion matrix as numbers, so that column stays empty.
+    A run that logged its record (:func:`lanmsff.utils.wandb_records.record_to_wandb`, every run
+    since) gives back that record, so it compares exactly as its run folder does; ``run.state`` other
+    than ``finished`` or ``running`` (``crashed``, ``failed``, ``killed``) overrides an ``ok`` status.
+    Older runs are read from ``run.config`` (the Hydra config plus flat labels and cost),
+    ``run.summary`` (last logged metrics) and ``run.state``, without sizes, hashes or confusion matrix.
     """
-    config = _unwrap_config(dict(getattr(run, "config", None) or {}))
+    raw_config = dict(getattr(run, "config", None) or {})
     summary = _summary_dict(getattr(run, "summary", None))
     state = str(getattr(run, "state", "") or "unknown").lower()
+    source = "wandb:" + "/".join(map(str, getattr(run, "path", None) or [run.name]))  # entity/project/id
+    if has_record(raw_config):
+        record = record_from_wandb(raw_config, summary)
+        if state not in ("finished", "running") and record.get("status") == "ok":
+            record.update(status=state, error=f"W&B run state: {state}")
+        return record_from_summary(record, source)
+    config = unwrap_config(raw_config)
     run_job_type = getattr(run, "job_type", None)
     job_type = _first(config.get("job_type"), run_job_type if run_job_type in ("train", "eval") else None)
     record = {
@@ -308,8 +315,23 @@ def wandb_record(run: Any) -> dict[str, Any]:
         "data": {key: config.get(key) for key in ("protocol_version", "identities_shared") if key in config},
         "selection": config.get("selection"),
     }
-    source = "wandb:" + "/".join(map(str, getattr(run, "path", None) or [run.name]))  # entity/project/id
     return record_from_summary(record, source)
+
+
+def _group_filter(group: str | None) -> dict[str, Any]:
+    """The W&B API filter of the groups ``group`` selects (checked again on each run by group_matches)."""
+    if not group:
+        return {}
+    if GROUP_SEPARATOR in group:
+        return {"group": group}
+    return {"$or": [{"group": group}, {"group": {"$regex": f"^{re.escape(group + GROUP_SEPARATOR)}"}}]}
+
+
+def _in_group(run: Any, group: str | None) -> bool:
+    """Whether a run the API returned belongs to the groups ``group`` selects (a run without a group
+    attribute is trusted to the API's filter)."""
+    run_group = getattr(run, "group", None)
+    return not group or run_group is None or group_matches(run_group, group)
 
 
 def _wandb_api() -> Any:
@@ -329,7 +351,9 @@ def _wandb_api() -> Any:
 def load_wandb_runs(
     path: str, group: str | None = None, *, job_type: str | None = "train", api: Any = None
 ) -> pd.DataFrame:
-    """Runs of the W&B project ``path`` (``ENTITY/PROJECT``), of one ``group`` (study) if given.
+    """Runs of the W&B project ``path`` (``ENTITY/PROJECT``), of the groups ``group`` selects if given:
+    ``<study>/<sweep id>`` one sweep, a bare ``<study>`` every sweep of that study
+    (:func:`lanmsff.utils.wandb_runs.group_matches`).
 
     ``api`` defaults to ``wandb.Api()``; raises :class:`UserError` when offline, without an API key,
     when W&B cannot be reached, or when no run matches.
@@ -338,7 +362,8 @@ def load_wandb_runs(
         raise UserError(f"--wandb {path!r}: expected ENTITY/PROJECT, e.g. my-team/lanmsff")
     api = api or _wandb_api()
     try:
-        records = [wandb_record(run) for run in api.runs(path, filters={"group": group} if group else {})]
+        found = api.runs(path, filters=_group_filter(group))
+        records = [wandb_record(run) for run in found if _in_group(run, group)]
     except UserError:
         raise
     except Exception as err:  # network, authentication, unknown project: the user's to fix

@@ -38,6 +38,8 @@ from lanmsff.training.calibration import calibration_metrics, reliability_bins
 from lanmsff.training.metrics import confusion_per_group
 from lanmsff.utils.config import to_plain
 from lanmsff.utils.io import atomic_write, atomic_write_json
+from lanmsff.utils.wandb_records import record_to_wandb
+from lanmsff.utils.wandb_runs import finish_wandb
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ class RunRecorder:
             self.summary["traceback"] = "".join(traceback.format_exception(exc_type, exc, tb))[-8000:]
         self.summary["duration_s"] = round(time.perf_counter() - self._start, 3)
         self.write()
+        self.log_record_to_wandb()
         close_loggers(self.loggers, failed=exc is not None)
         return False
 
@@ -154,8 +157,8 @@ class RunRecorder:
             overall = self.summary["metrics"].get("test/acc")
             save_figure(group_accuracy_figure(per_group, overall=overall), self.output_dir / "accuracy_per_pose.png")
         self.record_calibration(outputs["probs"], outputs["targets"], outputs["groups"], group_names)
-        self._write_predictions(outputs, class_names, group_names, files)
-        self._log_test_to_wandb(per_group)
+        predictions = self._write_predictions(outputs, class_names, group_names, files)
+        self._log_test_to_wandb(per_group, predictions, class_names)
 
     def record_calibration(
         self,
@@ -185,7 +188,8 @@ class RunRecorder:
         class_names: Sequence[str],
         group_names: Sequence[str],
         files: Sequence[str],
-    ) -> None:
+    ) -> pd.DataFrame:
+        """``predictions.csv``: per test image its file, group, label, prediction and class probabilities."""
         probs = outputs["probs"].numpy()
         table = pd.DataFrame(
             {
@@ -197,13 +201,36 @@ class RunRecorder:
             }
         )
         atomic_write(self.output_dir / "predictions.csv", lambda f: table.to_csv(f, index=False), binary=False)
+        return table
 
-    def _log_test_to_wandb(self, per_group: dict[str, float]) -> None:
-        """The confusion matrix as an image, per-pose accuracy as a table, cost in the run summary."""
+    def log_record_to_wandb(self) -> None:
+        """The run's record into its W&B run's config and summary (:func:`record_to_wandb`), which
+        ``compare --wandb`` turns back into the same record; rank 0 only, and only a started W&B run."""
+        if rank_zero_only.rank != 0:
+            return
+        for logger in self.loggers:
+            if type(logger).__name__ != "WandbLogger" or getattr(logger, "_experiment", None) is None:
+                continue
+            try:
+                sent = record_to_wandb(self.summary)
+                logger.experiment.config.update(sent.config, allow_val_change=True)
+                logger.experiment.summary.update(sent.summary)
+            except Exception as err:  # e.g. W&B's service stopped by the job's SIGTERM; summary.json is written
+                log.warning("W&B: run record not logged (%s: %s)", type(err).__name__, err)
+
+    def _log_test_to_wandb(
+        self, per_group: dict[str, float], predictions: pd.DataFrame, class_names: Sequence[str]
+    ) -> None:
+        """The confusion matrix as an image and as a table of counts (true, predicted, count), per-pose
+        accuracy and the test predictions (``predictions.csv``) as tables, cost in the run summary."""
         for logger in self.loggers:
             if type(logger).__name__ != "WandbLogger":
                 continue
             logger.log_image(key="test/confusion_matrix", images=[str(self.output_dir / "confusion_matrix.png")])
+            counts = self.summary["confusion_matrix"]
+            cells = [[class_names[i], class_names[j], n] for i, row in enumerate(counts) for j, n in enumerate(row)]
+            logger.log_table(key="test/confusion_counts", columns=["true", "predicted", "count"], data=cells)
+            logger.log_table(key="test/predictions", dataframe=predictions)
             if per_group:
                 rows = [[group, value] for group, value in per_group.items()]
                 logger.log_table(key="test/accuracy_per_pose", columns=["pose", "accuracy"], data=rows)
@@ -217,12 +244,7 @@ def close_loggers(loggers: Sequence[Any], *, failed: bool = False) -> None:
             logger.finalize("failed" if failed else "success")
         except Exception as err:  # a logger failing to close must not hide the run's own result
             log.warning("Closing logger %s failed: %s", type(logger).__name__, err)
-    try:
-        import wandb
-    except ImportError:  # pragma: no cover - wandb is a dependency
-        return
-    if wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
+    finish_wandb(exit_code=1 if failed else 0)
 
 
 def print_results(summary: dict[str, Any], group_names: Sequence[str], console: Console | None = None) -> None:

@@ -172,26 +172,25 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def instantiate_loggers(cfg: DictConfig | None, *, tags: list[str] | None = None, name: str | None = None) -> list[Any]:
-    """Every entry of the ``logger`` group; W&B goes offline by itself when no API key is configured.
+    """Every entry of the ``logger`` group; W&B goes offline by itself when no API key is configured
+    or its server does not answer.
 
     W&B never prompts: without credentials it logs offline (``wandb sync`` uploads later), and
-    checkpoints are uploaded as artifacts only when online and ``log_model`` is set.
+    checkpoints are uploaded as artifacts only when online and ``log_model`` is set. Every attempt of
+    a run folder logs to one W&B run (its id kept there, ``resume="allow"``), in the group
+    ``<study>/<sweep id>``.
     """
     if cfg and cfg.get("wandb") is not None:
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_CONSOLE", "off")
-        if os.environ.get("WANDB_MODE") not in ("offline", "disabled") and not wandb_has_credentials():
-            os.environ["WANDB_MODE"] = "offline"
-            log.info(
-                "W&B: no API key configured, logging offline to %s; upload later: wandb sync <that dir>/offline-run-*",
-                Path(cfg.wandb.get("save_dir", ".")) / "wandb",
-            )
+        _choose_wandb_mode(Path(cfg.wandb.get("save_dir") or ".") / "wandb")
         cfg = cfg.copy()
         with open_dict(cfg):
             if tags is not None:
                 cfg.wandb.tags = tags
             if name and not cfg.wandb.get("name"):
                 cfg.wandb.name = name
+            _same_run_across_attempts(cfg.wandb)
             if os.environ.get("WANDB_MODE") == "offline":
                 cfg.wandb.offline = True
                 if cfg.wandb.get("log_model"):
@@ -200,7 +199,48 @@ def instantiate_loggers(cfg: DictConfig | None, *, tags: list[str] | None = None
     loggers = _instantiate_group(cfg, "logger")
     for logger in loggers:
         _drop_unset_wandb_anonymous(logger)
+        if isinstance(init := getattr(logger, "_wandb_init", None), dict):
+            shown = ("id", "resume", "group", "job_type", "name", "project", "entity")
+            said = ", ".join(f"{key}={init.get(key)}" for key in shown)
+            log.info("W&B init: %s, offline=%s", said, getattr(logger, "_offline", None))
     return loggers
+
+
+def _choose_wandb_mode(folder: Path) -> None:
+    """Offline (``WANDB_MODE=offline``) without an API key, or when the W&B server does not answer a short
+    connect: ``wandb.init`` would wait about 90 s on a compute node without a route, then fail."""
+    from lanmsff.utils.wandb_runs import base_url, unreachable_reason
+
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        return
+    sync = f"upload later: wandb sync {folder}/offline-run-*"
+    if not wandb_has_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+        log.info("W&B: no API key configured, logging offline to %s; %s", folder, sync)
+    elif (reason := unreachable_reason(base_url())) is not None:
+        os.environ["WANDB_MODE"] = "offline"
+        log.warning("W&B: cannot reach %s (%s); logging offline to %s; %s", base_url(), reason, folder, sync)
+
+
+def _same_run_across_attempts(wandb_cfg: DictConfig) -> None:
+    """The W&B run of this run folder (its id kept in ``wandb/run_id``; ``resume="allow"``), in the group
+    ``<study>/<sweep id>`` (:mod:`lanmsff.utils.wandb_runs`); ``study_id`` is not a ``wandb.init`` argument."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from lanmsff.utils.wandb_runs import folder_run_id, sweep_group, sweep_id
+
+    study_id = wandb_cfg.pop("study_id", None)
+    save_dir = wandb_cfg.get("save_dir") or "."
+    if not wandb_cfg.get("id"):
+        wandb_cfg.id = folder_run_id(save_dir, write=rank_zero_only.rank == 0)
+    if not wandb_cfg.get("resume"):
+        wandb_cfg.resume = "allow"
+    if wandb_cfg.get("group") and wandb_cfg.get("group_by_sweep", True):
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        wandb_cfg.group = sweep_group(str(wandb_cfg.group), sweep_id(save_dir, multirun=multirun, study_id=study_id))
+    wandb_cfg.pop("group_by_sweep", None)
 
 
 def _drop_unset_wandb_anonymous(logger: Any) -> None:
