@@ -12,6 +12,8 @@ DBD_PORT="${LANMSFF_SLURM_DBD_PORT:-6819}"
 DB_PORT="${LANMSFF_SLURM_DB_PORT:-3307}"
 # CPUs advertised: by default the real ones (bound with task/affinity); more is allowed (see slurm.conf.in)
 CPUS="${LANMSFF_SLURM_CPUS:-$(nproc)}"
+# 1: one node, this machine; 2: a second node in its own network namespace (nodes.sh), for multi-node jobs
+NODES="${LANMSFF_SLURM_NODES:-1}"
 
 # The daemons, in start order: name (= /proc/PID/comm) and pid file.
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
@@ -34,6 +36,11 @@ parse_args() {
         STATE_DIR="${1#--state-dir=}"
         shift
         ;;
+      --nodes)
+        [[ $# -ge 2 ]] || fail "--nodes needs 1 or 2"
+        NODES="$2"
+        shift 2
+        ;;
       -h | --help)
         usage
         exit 0
@@ -41,6 +48,7 @@ parse_args() {
       *) fail "unknown argument '$1' (see --help)" ;;
     esac
   done
+  [[ "$NODES" == 1 || "$NODES" == 2 ]] || fail "--nodes $NODES: 1 or 2"
   [[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
   STATE_DIR="${STATE_DIR%/}"
   export SLURM_CONF="$STATE_DIR/etc/slurm.conf"

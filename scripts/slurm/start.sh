@@ -14,13 +14,16 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$HERE/common.sh"
+# shellcheck source-path=SCRIPTDIR source=nodes.sh
+source "$HERE/nodes.sh"
 
 usage() {
   cat <<EOF
-usage: $0 [--state-dir DIR]
+usage: $0 [--state-dir DIR] [--nodes 1|2]
 
 Starts a single-node Slurm cluster with accounting, keeping its state in DIR
-(default \$LANMSFF_SLURM_STATE or /var/lib/lanmsff-slurm). Environment:
+(default \$LANMSFF_SLURM_STATE or /var/lib/lanmsff-slurm). --nodes 2 adds a second node, a slurmd
+in its own network namespace (scripts/slurm/nodes.sh), for multi-node jobs. Environment:
 LANMSFF_SLURM_CPUS (CPUs advertised, default 4), LANMSFF_SLURM_CTLD_PORT / _SLURMD_PORT /
 _DBD_PORT / _DB_PORT (6817 / 6818 / 6819 / 3307), LANMSFF_SLURM_CLUSTER / _PARTITION / _ACCOUNT
 (lanmsff / cpu / lanmsff).
@@ -89,6 +92,8 @@ render() {
     -e "s|@CLUSTER@|$CLUSTER|g" \
     -e "s|@PARTITION@|$PARTITION|g" \
     -e "s|@NODE@|$NODE|g" \
+    -e "s|@CTLD_ADDR@|$CTLD_ADDR|g" \
+    -e "s|@NODE_LINES@|$NODE_LINES|g" \
     -e "s|@CTLD_PORT@|$CTLD_PORT|g" \
     -e "s|@SLURMD_PORT@|$SLURMD_PORT|g" \
     -e "s|@DBD_PORT@|$DBD_PORT|g" \
@@ -128,6 +133,7 @@ write_configs() {
   MEM_MB=$((total_mb - (total_mb / 4 < 2048 ? total_mb / 4 : 2048)))
   DEF_MEM_PER_CPU=$((MEM_MB / CPUS < 1024 ? MEM_MB / CPUS : 1024))
   DB_PASS="$(cat "$STATE_DIR/etc/db.pass")"
+  node_lines
   CHANGED=""
   render slurm.conf.in "$STATE_DIR/etc/slurm.conf" 0644
   render slurmdbd.conf.in "$STATE_DIR/etc/slurmdbd.conf" 0600
@@ -232,7 +238,7 @@ register_accounting() {
   step "accounting: cluster $CLUSTER, account $ACCOUNT, users ${users[*]}"
 }
 
-node_state() { sinfo -h -n "$NODE" -o %T 2>/dev/null | head -n 1; }
+node_state() { sinfo -h -n "${1:-$FIRST_NODE}" -o %T 2>/dev/null | head -n 1; }
 node_idle() { [[ "$(node_state)" == idle* || "$(node_state)" == mixed* || "$(node_state)" == allocated* ]]; }
 
 wait_ready() {
@@ -241,14 +247,20 @@ wait_ready() {
     state="$(node_state)"
     case "$state" in
       down* | drain* | fail*)
-        step "node $NODE is $state: resuming it"
-        scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true
-        wait_for node_idle 20 || fail "node $NODE stays '$(node_state)'; see $STATE_DIR/log/slurmd.log"
+        step "node $FIRST_NODE is $state: resuming it"
+        scontrol update nodename="$FIRST_NODE" state=resume >/dev/null 2>&1 || true
+        wait_for node_idle 20 || fail "node $FIRST_NODE stays '$(node_state)'; see $STATE_DIR/log/slurmd.log"
         ;;
-      *) fail "node $NODE is '$state', not idle; see $STATE_DIR/log/slurmd.log and slurmctld.log" ;;
+      *) fail "node $FIRST_NODE is '$state', not idle; see $STATE_DIR/log/slurmd.log and slurmctld.log" ;;
     esac
   fi
-  step "node $NODE: $(node_state)"
+  step "node $FIRST_NODE: $(node_state)"
+  if ((NODES == 2)); then
+    # shellcheck disable=SC2016  # expanded by wait_for
+    wait_for '[[ "$(node_state "$NODE2_NAME")" == idle* ]]' 60 ||
+      fail "node $NODE2_NAME is '$(node_state "$NODE2_NAME")'; see $STATE_DIR/log/slurmd-$NODE2_NAME.log"
+    step "node $NODE2_NAME: $(node_state "$NODE2_NAME")"
+  fi
   wait_for "sacct -n -X --starttime=now-1hour" 30 || fail "sacct does not answer; see $STATE_DIR/log/slurmdbd.log"
   step "sacct: answers"
 }
@@ -281,11 +293,13 @@ main() {
   # slurmdbd reads slurmdbd.conf from the folder of $SLURM_CONF
   start_slurm_daemon slurmdbd slurmdbd.conf.in "sacctmgr -n list cluster"
   register_accounting
+  if ((NODES == 2)); then network_up; fi  # the controller listens on node 1's address
   start_slurm_daemon slurmctld slurm.conf.in "scontrol ping" -f "$SLURM_CONF"
-  start_slurm_daemon slurmd slurm.conf.in "node_state" -f "$SLURM_CONF" -N "$NODE"
+  start_slurm_daemon slurmd slurm.conf.in "node_state" -f "$SLURM_CONF" -N "$FIRST_NODE"
+  if ((NODES == 2)); then start_node2; fi
   wait_ready
   link_default_config
-  step "ready in $((SECONDS - start)) s: cluster $CLUSTER, partition $PARTITION (default), account $ACCOUNT, node $NODE ($CPUS CPUs, $MEM_MB MB)"
+  step "ready in $((SECONDS - start)) s: cluster $CLUSTER, partition $PARTITION (default), account $ACCOUNT, $NODES node(s) ($FIRST_NODE$( ((NODES == 2)) && echo ", $NODE2_NAME"); $CPUS CPUs, $MEM_MB MB each)"
   step "use it:  export SLURM_CONF=$SLURM_CONF   # (plain sinfo/sbatch find it too when /etc/slurm/slurm.conf links here)"
   step "         python train.py -m hydra/launcher=slurm_cpu hydra.launcher.partition=$PARTITION hydra.launcher.account=$ACCOUNT hydra.launcher.cpus_per_task=1 ..."
   step "         (cpus_per_task=1: $CPUS jobs at once; or hydra/launcher=slurm hydra.launcher.gpus_per_node=null hydra.launcher.cpus_per_task=1 hydra.launcher.mem_gb=2)"

@@ -9,6 +9,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$HERE/common.sh"
+# shellcheck source-path=SCRIPTDIR source=nodes.sh
+source "$HERE/nodes.sh"
 
 usage() {
   cat <<EOF
@@ -79,9 +81,11 @@ main() {
   step "state folder: $STATE_DIR"
   cancel_jobs
   local i pid
+  stop_node2
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     stop_daemon "${DAEMONS[i]}"
   done
+  network_down
   for pid in $(our_stepds); do
     step "slurmstepd pid $pid outlived its slurmd: SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
