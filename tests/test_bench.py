@@ -262,18 +262,37 @@ PAGE = ROOT / "docs" / "speed-results.md"
 
 def test_the_speed_results_page_is_generated_from_the_results_files(tmp_path: Path) -> None:
     """docs/speed-results.md is what ``make speed-tables`` writes from benchmarks/results/ (regenerated, compared)."""
-    out, readme = tmp_path / "speed-results.md", tmp_path / "README.md"
+    out, readme, faces = tmp_path / "speed-results.md", tmp_path / "README.md", tmp_path / "faces.md"
     readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
-    assert tables.main(["--results-dir", str(RESULTS_DIR), "--out", str(out), "--readme", str(readme)]) == 0
+    faces.write_text((ROOT / "docs" / "faces.md").read_text(encoding="utf-8"), encoding="utf-8")
+    paths = ["--out", str(out), "--readme", str(readme), "--faces-doc", str(faces)]
+    assert tables.main(["--results-dir", str(RESULTS_DIR), *paths]) == 0
     assert PAGE.read_text(encoding="utf-8") == out.read_text(encoding="utf-8"), (
         "docs/speed-results.md is out of date with benchmarks/results/: run make speed-tables"
     )
     assert (ROOT / "README.md").read_text(encoding="utf-8") == readme.read_text(encoding="utf-8"), (
         "README.md's demo line is out of date with benchmarks/results/: run make speed-tables"
     )
-    assert tables.main(["--out", str(out), "--readme", str(readme), "--check"]) == 0
+    assert (ROOT / "docs" / "faces.md").read_text(encoding="utf-8") == faces.read_text(encoding="utf-8"), (
+        "docs/faces.md's speed table is out of date with benchmarks/results/faces/: run make speed-tables"
+    )
+    assert tables.main([*paths, "--check"]) == 0
     out.write_text(out.read_text() + "edited by hand\n")
-    assert tables.main(["--out", str(out), "--readme", str(readme), "--check"]) == 1
+    assert tables.main([*paths, "--check"]) == 1
+
+
+def test_the_face_speed_table_takes_the_newest_run_of_each_kind(tmp_path: Path) -> None:
+    def run(date: str, kind: str, ours: float) -> dict:
+        found = {"frames": 10, "frames_with_face": 9, "faces": 9}
+        results = {"ours_blazeface": {**found, "frames_per_s": ours}, "fer_mtcnn": {**found, "frames_per_s": 2.0}}
+        return {"date": date, "cpu_kind": kind, "clip": "c.mp4", "frames": 10, "threads": 2, "results": results}
+
+    (tmp_path / "a.json").write_text(json.dumps([run("2026-01-01", "amd-f25-avx2", 5.0)]))
+    (tmp_path / "b.json").write_text(json.dumps([run("2026-02-01", "amd-f25-avx2", 8.0), run("2026-01-05", "x", 1)]))
+    table = tables.faces_table(tmp_path)
+    assert "| ours, BlazeFace every frame | 8 | 4 | 9 / 10 |" in table and "| 5 |" not in table
+    assert table.index("amd-f25-avx2") < table.index("`x`"), "the CI's kinds first"
+    assert "No run recorded yet" in tables.faces_table(tmp_path / "none")
 
 
 def test_the_committed_results_files_are_readable_and_named_by_kind_and_date() -> None:

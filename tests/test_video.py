@@ -8,6 +8,8 @@ through them in seconds; nothing is timed.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import cv2
@@ -26,10 +28,12 @@ from lanmsff.prediction import (
     VideoReader,
     find_inputs,
     is_video,
+    predict_inputs,
     predict_video,
     webcam_index,
 )
 from lanmsff.prediction.tracking import ema
+from lanmsff.prediction.video import VideoResult, summary_line
 
 from .conftest import run_script
 
@@ -131,6 +135,32 @@ def test_the_annotated_mp4_has_every_frame_and_the_plot_exists(panned: dict) -> 
     assert not list(panned["out"].glob(".annotating-*"))  # the temporary file is gone
 
 
+def test_the_annotated_video_is_h264_with_the_frame_rate_and_audio_of_the_input(
+    predictor: Predictor, clips: dict, tmp_path: Path
+) -> None:
+    """Read back by FFmpeg (imageio-ffmpeg's, a second decoder next to OpenCV): H.264, every frame, the input's
+    frame rate, and the input's audio track."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    with_audio = tmp_path / "with_audio.mp4"
+    tone = ["-f", "lavfi", "-i", "sine=frequency=440:duration=6", "-map", "0:v", "-map", "1:a", "-c:v", "copy"]
+    done = subprocess.run(
+        [ffmpeg, "-y", "-loglevel", "error", "-i", str(clips["mp4"]), *tone, "-c:a", "aac", str(with_audio)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "annotated.mp4"
+    result = predict_video(predictor, with_audio, VideoOptions(annotated=out, max_frames=FRAMES))
+    assert result.annotated == out
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = next(reader)
+    assert meta["codec"].startswith("h264") and meta["fps"] == pytest.approx(FPS)
+    assert sum(1 for _ in reader) == FRAMES == decoded_frames(out)
+    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", str(out)], capture_output=True, text=True)
+    assert "Audio: aac" in probe.stderr and "yuv420p" in probe.stderr
+
+
 def test_smoothing_reduces_the_frame_to_frame_change(panned: dict, predictor: Predictor, clips: dict) -> None:
     rows = pd.DataFrame(panned["result"].rows)
     raw = rows[[f"p_{e}" for e in EXPRESSIONS]].to_numpy()
@@ -153,6 +183,60 @@ def test_stride_analyses_every_nth_frame_and_still_annotates_all(
     result = predict_video(predictor, clips["avi"], VideoOptions(stride=5, annotated=tmp_path / "a.mp4"))
     assert [row["frame"] for row in result.rows] == list(range(0, FRAMES, 5))
     assert len(result.tracks) == 1 and decoded_frames(tmp_path / "a.mp4") == FRAMES
+
+
+def test_detect_every_classifies_every_frame_at_the_boxes_found_last(predictor: Predictor, clips: dict) -> None:
+    rows = pd.DataFrame(predict_video(predictor, clips["half"], VideoOptions(detect_every=4)).rows)
+    # the face leaves at frame 30; its box is held (and classified) until the search at frame 32 finds nothing
+    assert FRAMES // 2 == 30 and rows.frame.tolist() == list(range(32))
+    assert rows.searched.tolist() == [frame % 4 == 0 for frame in range(32)]
+    for _, group in rows.groupby(rows.frame // 4):  # between two searches the box stays where it was found
+        assert group[["x", "y", "w", "h"]].nunique().max() == 1
+    assert rows.track.nunique() == 1
+    with pytest.raises(ConfigError, match="detect_every=0"):
+        VideoOptions(detect_every=0)
+
+
+class TimedCamera:
+    """A simulated webcam: ``frames`` frames, one every ``period`` seconds (``read`` blocks until it is due)."""
+
+    def __init__(self, frames: int, period: float) -> None:
+        self.frames, self.period, self.given = frames, period, 0
+        self.next_due = time.monotonic()
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.given == self.frames:
+            return False, None
+        self.next_due += self.period
+        time.sleep(max(0.0, self.next_due - time.monotonic()))
+        self.given += 1
+        return True, np.full((24, 32, 3), self.given, np.uint8)  # the frame's number in its pixels
+
+    def get(self, prop: int) -> float:
+        return 1 / self.period if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_slow_reader_of_a_webcam_gets_the_newest_frames_and_counts_the_dropped_ones() -> None:
+    """Analysing takes five camera frames' time: the reader skips ahead instead of falling behind the camera."""
+    camera = TimedCamera(frames=60, period=0.004)
+    reader = VideoReader(0, capture=camera)
+    seen = []
+    for index, _, frame in reader:
+        assert int(frame[0, 0, 0]) == index + 1  # the index is the frame's place among those the camera gave
+        seen.append(index)
+        time.sleep(5 * camera.period)
+    assert seen == sorted(set(seen)) and seen[-1] >= 55  # in order, and up to the camera's last frames
+    assert reader.frames_dropped > 0 and reader.frames_read + reader.frames_dropped <= camera.given == 60
+    assert reader.frames_read == len(seen) < 60
+    assert reader.problem == "webcam:0 stopped delivering frames after frame " + str(len(seen) - 1)
+
+
+def test_the_summary_says_when_webcam_frames_were_dropped(predictor: Predictor) -> None:
+    result = VideoResult("webcam:0", frames_read=10, frames_dropped=31, seconds=1.0)
+    assert "31 camera frames dropped to keep up" in summary_line(result, predictor.class_names)
 
 
 def test_a_truncated_file_says_where_decoding_stopped(predictor: Predictor, clips: dict) -> None:
@@ -204,6 +288,31 @@ def test_moving_average() -> None:
     first = ema(None, np.array([1.0, 0.0]), 0.6)
     assert np.allclose(first, [1, 0]) and np.allclose(ema(first, np.array([0.0, 1.0]), 0.6), [0.6, 0.4])
     assert np.allclose(ema(first, np.array([0.0, 1.0]), 0.0), [0, 1])
+
+
+def test_a_rerun_in_the_same_folder_skips_what_is_finished(
+    predictor: Predictor, clips: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped after the photo (the video never finished) is resumed: the photo is not done again, the
+    video is, and the outputs hold both; a line cut short by the crash is dropped."""
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), clip_frames(1)[0])
+    out = tmp_path / "out"
+    first = predict_inputs(predictor, [photo], out, report=lambda line: None)
+    assert first["files_with_faces"] == 1
+    with open(out / "predictions.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"file": "' + str(clips["avi"]) + '", "frame": 0, "tra')  # the crash, mid-line
+    calls: list[str] = []
+    original = predictor.predict_file
+    monkeypatch.setattr(predictor, "predict_file", lambda path: calls.append(str(path)) or original(path))
+    lines: list[str] = []
+    second = predict_inputs(predictor, [photo, clips["avi"]], out, report=lines.append)
+    assert calls == [] and lines[0] == f"1 files already done in {out / 'predictions.jsonl'} (skipped)"
+    assert (second["files"], second["files_with_faces"], second["faces"]) == (2, 2, 1 + FRAMES)
+    table = pd.read_csv(out / "predictions.csv")
+    assert table.file.value_counts().to_dict() == {str(clips["avi"]): FRAMES, str(photo): 1}
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == FRAMES + 1
 
 
 def test_inputs_mix_images_videos_and_a_webcam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,7 +372,7 @@ def test_predict_py_video_settings_are_checked(trained_checkpoint: Path, clips: 
         "stride=0": "stride=0 must be at least 1",
         "smooth=1.5": "smooth=1.5 must be in [0, 1)",
         "tta=rotate": "tta='rotate' is not valid",
-        "detector=dlib": "detector='dlib' is not valid; allowed values: 'cnn', 'haar'",
+        "detector=dlib": "detector='dlib' is not valid; allowed values: 'cnn', 'haar', 'blazeface'",
         "min_face=0.05": "min_face=0.05 is in pixels",
     }
     for setting, message in settings.items():

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from lanmsff.errors import UserError
-from lanmsff.records import CHECKPOINT_KEY, embedded_config
+from lanmsff.records import CHECKPOINT_KEY, SUMMARY_FILE, embedded_config, read_summary
 from lanmsff.training.module import FERModule
+from lanmsff.utils.io import atomic_write
 
 _ALLOWED_TARGETS = ("lanmsff.",)
 
@@ -92,9 +93,50 @@ def load_model(ckpt_path: str | Path) -> LoadedModel:
     Raises:
         UserError: a missing file, a file that is not a lanmsff checkpoint, or weights that do not fit.
     """
-    module, checkpoint = load_module(ckpt_path)
+    return model_of(*load_module(ckpt_path))
+
+
+def model_of(module: FERModule, checkpoint: dict[str, Any]) -> LoadedModel:
+    """The :class:`LoadedModel` of a module and checkpoint returned by :func:`load_module`."""
     hparams = checkpoint["hyper_parameters"]
     net = module.net.eval()
     return LoadedModel(
         net, list(hparams["class_names"]), int(hparams.get("image_size", 64)), embedded_config(checkpoint)
     )
+
+
+def store_temperature(checkpoint: dict[str, Any], temperature: float) -> None:
+    """Keep the temperature of ``calibrate=temperature`` inside a checkpoint dictionary (read by
+    :func:`stored_temperature`)."""
+    checkpoint.setdefault(CHECKPOINT_KEY, {})["temperature"] = float(temperature)
+
+
+def keep_temperature(ckpt_path: str | Path, temperature: float) -> None:
+    """Write the temperature of ``calibrate=temperature`` into the checkpoint file it was fitted for (atomically),
+    so that prediction applies it wherever the file is copied."""
+    checkpoint = load_checkpoint(ckpt_path)
+    store_temperature(checkpoint, temperature)
+    atomic_write(ckpt_path, lambda f: torch.save(checkpoint, f))
+
+
+def stored_temperature(checkpoint: dict[str, Any], ckpt_path: str | Path) -> float | None:
+    """The temperature fitted for these weights by ``calibrate=temperature``, or ``None``.
+
+    Taken from the checkpoint (:func:`store_temperature`) or else from the ``summary.json`` of the run folder
+    the checkpoint sits in (``<run>/checkpoints/<file>.ckpt``), but only when that run tested this very file:
+    a temperature is fitted to one set of weights.
+    """
+    embedded = checkpoint.get(CHECKPOINT_KEY)
+    if isinstance(embedded, dict) and isinstance(embedded.get("temperature"), int | float):
+        return float(embedded["temperature"])
+    path = Path(ckpt_path).expanduser().resolve()
+    summary_path = path.parent.parent / SUMMARY_FILE
+    summary = read_summary(summary_path) if summary_path.is_file() else None
+    if not summary or not isinstance(summary.get("temperature"), int | float):
+        return None
+    tested = (summary.get("test_checkpoint") or {}).get("path")
+    if not tested or Path(tested).name != path.name:
+        return None
+    if Path(tested).is_absolute() and Path(tested).resolve() != path:
+        return None
+    return float(summary["temperature"])

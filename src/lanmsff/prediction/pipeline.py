@@ -2,15 +2,20 @@
 
 Photos are done first (one progress bar over the files), then each video (a bar of its own:
 frames and frames/s). Every input is accounted for: a file with faces, a file without a face, or an
-unusable file with its reason. Outputs (atomic): ``predictions.csv`` and ``predictions.jsonl``
-(one row per face of a photo, one per face of an analysed video frame, one per problem), with
-``save_annotated`` copies in ``annotated/`` (``.jpg`` for photos, ``.mp4`` for videos), and per video
-``<name>_expressions.png``, each track's smoothed probabilities over time.
+unusable file with its reason. Outputs: ``predictions.jsonl`` (one row per face of a photo, one per
+face of an analysed video frame, one per problem), appended and flushed as each file is done, so that
+a crash keeps what was finished; ``predictions.csv``, the same rows as a table, written (atomically)
+at the end; ``save_annotated`` copies in ``annotated/`` (``.jpg`` for photos, ``.mp4`` for videos),
+and per video ``<name>_expressions.png``, each track's smoothed probabilities over time.
+
+A rerun with the same output folder skips the files whose rows ``predictions.jsonl`` already holds
+(a video interrupted before its end has none, and is done again) and counts them as before.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,8 +47,13 @@ _LEADING_COLUMNS = (
     "detector",
     "score",
     *(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"),
+    "yaw",
+    "roll",
+    "view",
+    "view_p",
     "expression",
     "probability",
+    "calibration",
 )
 
 
@@ -53,6 +63,8 @@ class RunOptions:
 
     save_annotated: bool = False
     video: VideoOptions = field(default_factory=VideoOptions)
+    # photos: per face, the crop, MassAtt's spatial attention and Grad-CAM side by side in explain/
+    explain: bool = False
 
 
 class _Names:
@@ -80,13 +92,52 @@ def ordered_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
+JSONL_NAME = "predictions.jsonl"
+
+
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     """``predictions.csv`` and ``predictions.jsonl`` (atomic)."""
-    csv_path, jsonl_path = out_dir / "predictions.csv", out_dir / "predictions.jsonl"
+    csv_path, jsonl_path = out_dir / "predictions.csv", out_dir / JSONL_NAME
     table = ordered_table(rows)
     atomic_write(csv_path, lambda f: table.to_csv(f, index=False), binary=False)
     atomic_write_text(jsonl_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return {"csv": csv_path, "jsonl": jsonl_path}
+
+
+class RowLog:
+    """``predictions.jsonl`` of an output folder: the rows of earlier runs, and new rows appended per file.
+
+    A last line cut short by a crash is dropped (with the rows of its file, which is then done again).
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / JSONL_NAME
+        self.rows: list[dict[str, Any]] = []
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    self.rows.append(json.loads(line))
+                except ValueError:
+                    break
+        self.finished = {row["file"] for row in self.rows if not str(row.get("file", "")).startswith("webcam:")}
+        atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Append the rows of one finished file, flushed to disk."""
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows += rows
+
+    def outcome(self, file: str) -> tuple[str, int]:
+        """The count key (:data:`COUNT_KEYS`) and the number of faces of a file finished in an earlier run."""
+        rows = [row for row in self.rows if row["file"] == file]
+        faces = sum(row.get("problem") is None for row in rows)
+        problems = {row.get("problem") for row in rows} - {None}
+        if faces:
+            return "files_with_faces", faces
+        return ("files_without_face" if problems <= {NO_FACE} else "unreadable"), 0
 
 
 def _photo_outcome(result: FileResult) -> str:
@@ -108,16 +159,33 @@ def video_rows(result: VideoResult) -> list[dict[str, Any]]:
 
 
 def predict_photos(
-    predictor: Predictor, files: Sequence[Path], out_dir: Path, *, save_annotated: bool, names: _Names
+    predictor: Predictor,
+    files: Sequence[Path],
+    out_dir: Path,
+    *,
+    save_annotated: bool,
+    names: _Names,
+    log: RowLog | None = None,
+    explain: bool = False,
 ) -> tuple[list[dict[str, Any]], Counter]:
-    """Rows and outcome counts of the photos; annotated copies written as they are done."""
+    """Rows and outcome counts of the photos; rows appended to ``log`` and annotated copies written as they
+    are done."""
     rows: list[dict[str, Any]] = []
     counts: Counter = Counter()
     for path in track(files, total=len(files), description="Predicting"):
         result, image = predictor.predict_file(path)
-        rows += result_rows(result, predictor.class_names)
+        done = result_rows(result, predictor.class_names, calibration=predictor.calibration)
+        rows += done
+        if log is not None:
+            log.add(done)
         counts[_photo_outcome(result)] += 1
         counts["faces"] += len(result.faces)
+        if explain and image is not None and result.faces:
+            stem = names(result.file, "_face")
+            for i, panel in enumerate(predictor.explain(image, result.faces)):
+                ok, png = cv2.imencode(".png", panel)
+                if ok:
+                    atomic_write_bytes(out_dir / "explain" / f"{stem}{i}.png", png.tobytes())
         if save_annotated and image is not None and result.faces:
             ok, jpeg = cv2.imencode(".jpg", annotate(image, result.faces, predictor.class_names))
             if ok:
@@ -140,20 +208,38 @@ def predict_inputs(
     """
     options = options or RunOptions()
     names = _Names()
-    photos = [p for p in files if not is_video(p)]
-    rows, counts = predict_photos(predictor, photos, out_dir, save_annotated=options.save_annotated, names=names)
+    log = RowLog(out_dir)
+    counts: Counter = Counter()
+    for file in sorted(log.finished & {str(p) for p in files}):
+        key, faces = log.outcome(file)
+        counts[key] += 1
+        counts["faces"] += faces
+    todo = [p for p in files if str(p) not in log.finished]
+    if len(todo) < len(files):
+        report(f"{len(files) - len(todo)} files already done in {log.path} (skipped)")
+    photos = [p for p in todo if not is_video(p)]
+    _, photo_counts = predict_photos(
+        predictor,
+        photos,
+        out_dir,
+        save_annotated=options.save_annotated,
+        names=names,
+        log=log,
+        explain=options.explain,
+    )
+    counts.update(photo_counts)
     videos = []
-    for source in [*[p for p in files if is_video(p)], *webcams]:
+    for source in [*[p for p in todo if is_video(p)], *webcams]:
         name = f"webcam:{source}" if isinstance(source, int) else str(source)
         annotated = out_dir / "annotated" / names(name, ".mp4") if options.save_annotated else None
         video_options = replace(options.video, annotated=annotated, plot=out_dir / names(name, "_expressions.png"))
         result = predict_video(predictor, source, video_options)
-        rows += video_rows(result)
+        log.add(video_rows(result))
         counts[_video_outcome(result)] += 1
         counts["faces"] += result.faces
         report(summary_line(result, predictor.class_names, stride=options.video.stride))
         videos.append(_video_summary(result, predictor.class_names))
-    paths = write_outputs(rows, out_dir)
+    paths = write_outputs(log.rows, out_dir)
     total = len(files) + len(webcams)
     summary = {"files": total, **{k: counts[k] for k in COUNT_KEYS}, **{k: str(v) for k, v in paths.items()}}
     return {**summary, "videos": videos} if videos else summary

@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -30,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from lanmsff.data.face_geometry import Detection
 from lanmsff.errors import ConfigError
 from lanmsff.plots import save_figure, track_probabilities_figure
 from lanmsff.prediction.photos import Face, Predictor, draw_face, face_columns, face_label, probability_columns
@@ -45,19 +48,70 @@ class VideoProblem(Exception):
     """A video that cannot be used at all; the message is the reason reported to the user."""
 
 
+class LatestFrame:
+    """The newest frame of a live source, so that a slower reader keeps up with the camera instead of lagging.
+
+    A thread reads ``capture`` as fast as it delivers and keeps only the last frame; :meth:`take` returns it
+    (waiting for the next one when it was already taken). Frames replaced before anyone took them are counted
+    in :attr:`dropped`; :attr:`delivered` counts every frame the source gave.
+    """
+
+    def __init__(self, capture: Any) -> None:
+        self.capture = capture
+        self.delivered = self.dropped = 0
+        self._frame: np.ndarray | None = None
+        self._ended = self._stop = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._grab, name="webcam-grabber", daemon=True)
+        self._thread.start()
+
+    def _grab(self) -> None:
+        while not self._stop:
+            ok, frame = self.capture.read()
+            with self._changed:
+                if not ok or frame is None:
+                    self._ended = True
+                else:
+                    self.dropped += self._frame is not None
+                    self._frame, self.delivered = frame, self.delivered + 1
+                self._changed.notify_all()
+                if self._ended:
+                    return
+
+    def take(self) -> tuple[int, np.ndarray] | None:
+        """``(number of the frame among those delivered, counting from 0, frame)``; ``None`` once the source ends."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._frame is not None or self._ended)
+            if self._frame is None:
+                return None
+            frame, self._frame = self._frame, None
+            return self.delivered - 1, frame
+
+    def close(self) -> None:
+        """Stop the reading thread (after the frame it is reading)."""
+        self._stop = True
+        self._thread.join(timeout=5)
+
+
 class VideoReader:
     """The frames of a video file or a webcam, and what stopped the decoding.
 
     Iterating yields ``(frame index, time in seconds, BGR frame)``; afterwards :attr:`frames_read`
     counts them and :attr:`problem` says why decoding stopped early (``None`` when it did not).
+    A webcam is read through :class:`LatestFrame`: when analysing is slower than the camera, frames are
+    dropped (counted in :attr:`frames_dropped`; the indices of the frames yielded skip them) rather than
+    queued. ``capture`` replaces the opened source (any object with OpenCV's ``read``, ``get``, ``release``).
     Raises :class:`VideoProblem` when nothing can be opened.
     """
 
-    def __init__(self, source: str | Path | int, *, max_frames: int | None = None) -> None:
+    def __init__(self, source: str | Path | int, *, max_frames: int | None = None, capture: Any = None) -> None:
         self.webcam = isinstance(source, int)
         self.name = f"webcam:{source}" if self.webcam else str(source)
         self.max_frames = max_frames
-        self.capture = _open_webcam(source) if isinstance(source, int) else _open_file(Path(source))
+        self.frames_dropped = 0
+        if capture is None:
+            capture = _open_webcam(source) if isinstance(source, int) else _open_file(Path(source))
+        self.capture = capture
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
         count = self.capture.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -72,6 +126,9 @@ class VideoReader:
         return min(limits) if limits else None
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        if self.webcam:
+            yield from self._live()
+            return
         start = time.monotonic()
         try:
             while self.max_frames is None or self.frames_read < self.max_frames:
@@ -83,6 +140,23 @@ class VideoReader:
                 index, self.frames_read = self.frames_read, self.frames_read + 1
                 yield index, now, frame
         finally:
+            self.capture.release()
+
+    def _live(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        """The newest frame of a webcam each time one is asked for (:class:`LatestFrame`)."""
+        start = time.monotonic()
+        latest = LatestFrame(self.capture)
+        try:
+            while self.max_frames is None or self.frames_read < self.max_frames:
+                taken = latest.take()
+                if taken is None:
+                    self.problem = self._stop_reason()
+                    return
+                self.frames_read += 1
+                self.frames_dropped = latest.dropped
+                yield taken[0], time.monotonic() - start, taken[1]
+        finally:
+            latest.close()
             self.capture.release()
 
     def _stop_reason(self) -> str | None:
@@ -145,10 +219,17 @@ def _open_webcam(index: int) -> cv2.VideoCapture:
 
 
 class AnnotatedVideo:
-    """An MP4 written frame by frame next to its final name, then moved there atomically by :meth:`close`."""
+    """An H.264 MP4 (what browsers play) written next to its final name, then moved there atomically by :meth:`close`.
 
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = path, fps
+    Frames are written by OpenCV (MPEG-4 Part 2) into a temporary file, which :meth:`close` encodes to H.264
+    (``yuv420p``, the frame rate kept) with the FFmpeg of the ``imageio-ffmpeg`` wheel, copying in the audio of
+    ``audio_from`` (the input video) when it has any. Without ``imageio-ffmpeg`` the MPEG-4 Part 2 file is kept,
+    with a warning (most browsers do not play it).
+    """
+
+    def __init__(self, path: Path, fps: float, *, audio_from: Path | None = None) -> None:
+        self.path, self.fps, self.audio_from = path, fps, audio_from
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp_dir = Path(tempfile.mkdtemp(prefix=".annotating-", dir=path.parent))
         self._tmp = self._tmp_dir / path.name
         self._writer: cv2.VideoWriter | None = None
@@ -167,10 +248,30 @@ class AnnotatedVideo:
             if self._writer is None:
                 return None
             self._writer.release()
-            os.replace(self._tmp, self.path)  # same folder: a rename puts the finished file in place
+            finished = self._h264() or self._tmp
+            os.replace(finished, self.path)  # same folder: a rename puts the finished file in place
             return self.path
         finally:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
+
+    def _h264(self) -> Path | None:
+        """The written file encoded to H.264 with the input's audio, or ``None`` (with a warning) when it cannot be."""
+        try:
+            import imageio_ffmpeg
+        except ImportError:
+            log.warning("%s: kept as MPEG-4 Part 2 (pip install imageio-ffmpeg for H.264)", self.path)
+            return None
+        out = self._tmp_dir / f"h264-{self.path.name}"
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-i", str(self._tmp)]
+        command += ["-i", str(self.audio_from)] if self.audio_from else []
+        command += ["-map", "0:v:0", *(["-map", "1:a?", "-c:a", "aac"] if self.audio_from else [])]
+        command += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"]
+        command += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+        done = subprocess.run([*command, str(out)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            log.warning("%s: kept as MPEG-4 Part 2, H.264 encoding failed: %s", self.path, done.stderr.strip()[-500:])
+            return None
+        return out
 
 
 @dataclass
@@ -186,6 +287,7 @@ class VideoResult:
     seconds: float = 0.0
     annotated: Path | None = None
     plot: Path | None = None
+    frames_dropped: int = 0  # webcams: frames skipped to keep up with the camera
 
     @property
     def faces(self) -> int:
@@ -198,7 +300,14 @@ class VideoResult:
 
 
 def video_row(
-    file: str, frame: int, time_s: float, face: Face, track: Track, class_names: Sequence[str]
+    file: str,
+    frame: int,
+    time_s: float,
+    face: Face,
+    track: Track,
+    class_names: Sequence[str],
+    *,
+    calibration: str = "none",
 ) -> dict[str, Any]:
     """The output row of one face in one frame: raw and smoothed probabilities, the smoothed expression."""
     smoothed = track.smoothed if track.smoothed is not None else face.probs
@@ -211,6 +320,7 @@ def video_row(
         **face_columns(face, class_names),
         "expression": class_names[best],
         "probability": round(float(smoothed[best]), 6),
+        "calibration": calibration,
         **probability_columns("smoothed_", smoothed, class_names),
         "problem": None,
     }
@@ -225,10 +335,15 @@ class VideoOptions:
     max_frames: int | None = None
     annotated: Path | None = None  # the annotated MP4 to write (None: none)
     plot: Path | None = None  # the PNG of each track's probabilities over time (None: none)
+    # search for faces on every detect_every-th analysed frame; in between, the faces found last are classified
+    # where they were (their boxes held); 1: search every analysed frame
+    detect_every: int = 1
 
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise ConfigError(f"stride={self.stride} must be at least 1 (1: every frame)")
+        if self.detect_every < 1:
+            raise ConfigError(f"detect_every={self.detect_every} must be at least 1 (1: search every frame)")
         check_smooth(self.smooth)
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"max_frames={self.max_frames} must be at least 1 (null: no limit)")
@@ -245,14 +360,19 @@ def predict_video(predictor: Predictor, source: str | Path | int, options: Video
     result = VideoResult(reader.name)
     tracker = IoUTracker(smooth=options.smooth)
     series: dict[int, tuple[list[float], list[np.ndarray]]] = defaultdict(lambda: ([], []))
-    writer = AnnotatedVideo(options.annotated, reader.fps) if options.annotated else None
+    audio = None if isinstance(source, int) else Path(source)
+    writer = AnnotatedVideo(options.annotated, reader.fps, audio_from=audio) if options.annotated else None
     shown: list[tuple[Face, Track, np.ndarray]] = []
+    held: list[Detection] = []
     label = f"{Path(reader.name).name}: frames"
     frames = progress_bar(iter(reader), total=reader.expected_frames, description=label, rate="frames")
+    analysed = 0
     try:
         for index, time_s, frame in frames:
             if index % options.stride == 0:
-                shown = _analyse(predictor, tracker, result, series, index, time_s, frame)
+                search = analysed % options.detect_every == 0
+                shown = _analyse(predictor, tracker, result, series, index, time_s, frame, None if search else held)
+                held, analysed = [face.detection for face, _, _ in shown], analysed + 1
             if writer is not None:
                 writer.write(_annotated_frame(frame, shown, predictor.class_names))
     except KeyboardInterrupt:
@@ -262,6 +382,7 @@ def predict_video(predictor: Predictor, source: str | Path | int, options: Video
     finally:
         result.annotated = writer.close() if writer is not None else None
     result.frames_read, result.problem = reader.frames_read, reader.problem
+    result.frames_dropped = reader.frames_dropped
     result.tracks, result.seconds = tracker.tracks, time.perf_counter() - start
     if options.plot is not None and series:
         figure = track_probabilities_figure(series, predictor.class_names, title=Path(reader.name).name)
@@ -277,14 +398,19 @@ def _analyse(
     index: int,
     time_s: float,
     frame: np.ndarray,
+    held: Sequence[Detection] | None = None,
 ) -> list[tuple[Face, Track, np.ndarray]]:
-    """Detect, classify and track the faces of one frame; add its rows. Returns what to draw."""
-    faces = predictor.faces(frame)
+    """Detect (or take the ``held`` detections of an earlier frame), classify and track the faces of one frame;
+    add its rows. Returns what to draw."""
+    faces = predictor.faces(frame, frame=True, detections=held)
     tracks = tracker.update([f.box for f in faces], np.array([f.probs for f in faces]), time_s)
     result.frames_with_faces += bool(faces)
     shown = []
     for face, track in zip(faces, tracks, strict=True):
-        result.rows.append(video_row(result.file, index, time_s, face, track, predictor.class_names))
+        row = video_row(
+            result.file, index, time_s, face, track, predictor.class_names, calibration=predictor.calibration
+        )
+        result.rows.append({**row, "searched": held is None})
         times, values = series[track.id]
         times.append(time_s)
         values.append(track.smoothed)
@@ -317,4 +443,6 @@ def summary_line(result: VideoResult, class_names: Sequence[str], *, stride: int
         f"{name}: {result.frames_read} frames read{analysed}, {result.frames_with_faces} with faces, "
         f"{len(result.tracks)} {noun}{listed}; {rate:.1f} frames/s"
     )
+    if result.frames_dropped:
+        line += f"; {result.frames_dropped} camera frames dropped to keep up (analysing is slower than the camera)"
     return f"{line}; {result.problem}" if result.problem else line

@@ -10,8 +10,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from lanmsff.api import Predictor
 from lanmsff.errors import UserError
-from lanmsff.prediction import Predictor, RunOptions, VideoOptions, find_inputs, predict_inputs, webcam_index
+from lanmsff.prediction import RunOptions, VideoOptions, find_inputs, predict_inputs, webcam_index
 from lanmsff.training.recorder import RunRecorder
 from lanmsff.utils.progress import set_quiet
 
@@ -22,9 +23,10 @@ def _options(cfg: DictConfig) -> RunOptions:
     video = VideoOptions(
         stride=int(cfg.get("stride", 1)),
         smooth=float(cfg.get("smooth", 0.6)),
+        detect_every=int(cfg.get("detect_every", 1)),
         max_frames=None if max_frames is None else int(max_frames),
     )
-    return RunOptions(save_annotated=bool(cfg.save_annotated), video=video)
+    return RunOptions(save_annotated=bool(cfg.save_annotated), video=video, explain=bool(cfg.get("explain", False)))
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
@@ -37,16 +39,22 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                 "predict.py needs ckpt_path=<checkpoint> and input=<image or video file | folder | glob | webcam index>"
             )
         options = _options(cfg)
+        align, views = cfg.get("align"), cfg.get("views")
         predictor = Predictor.from_checkpoint(
             cfg.ckpt_path,
             precision=cfg.precision,
             backend=cfg.get("backend", "eager"),
             expect_classes=cfg.get("expect_classes"),
-            detector=cfg.get("detector", "cnn"),
-            align=bool(cfg.get("align", True)),
+            device=cfg.get("device", "auto"),
+            batch_size=cfg.get("batch_size"),
+            detector=cfg.get("detector"),
+            align=None if align is None else bool(align),
+            margin=cfg.get("margin"),
+            calibrate=bool(cfg.get("calibrate", True)),
             tta=cfg.get("tta", "none"),
             detect_side=cfg.detect_side,
             min_face=cfg.get("min_face"),
+            views=None if views is None else list(views) if not isinstance(views, str) else [views],
         )
         camera = webcam_index(cfg.input)
         files = [] if camera is not None else find_inputs(cfg.input)

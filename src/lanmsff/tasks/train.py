@@ -16,7 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from lanmsff.checkpoints import load_checkpoint
+from lanmsff.checkpoints import keep_temperature, load_checkpoint
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError, check_choice
 from lanmsff.tasks.common import (
@@ -225,6 +225,8 @@ def _calibrate(cfg: DictConfig, module: FERModule, datamodule: Any, run: RunReco
     test = module.test_outputs
     scaled = (test["logits"] / temperature).softmax(dim=1)
     run.summary["temperature"] = round(temperature, 6)
+    if tested := (run.summary.get("test_checkpoint") or {}).get("path"):
+        keep_temperature(tested, temperature)  # predict.py and lanmsff.api apply it to this file's probabilities
     run.record_calibration(
         scaled,
         test["targets"],
