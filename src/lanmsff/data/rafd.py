@@ -28,7 +28,6 @@ import os
 import re
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,10 +39,9 @@ from filelock import FileLock
 from lanmsff.data.datamodule import KDEFDataModule
 from lanmsff.data.kdef import IMAGE_SUFFIXES, KDEFIndex, KDEFRecord
 from lanmsff.data.kdef_names import ANGLES, KDEFName
-from lanmsff.data.synthetic import MANIFEST, _clear_generated_tree, _read_manifest, render_face
+from lanmsff.data.synthetic import MANIFEST, _clear_generated_tree, _read_manifest, draw_all, render_face
 from lanmsff.errors import UserError, check_choice
 from lanmsff.utils.io import atomic_write_bytes, atomic_write_text
-from lanmsff.utils.progress import track
 
 # In KDEF's class order, contempt last: the first seven labels are KDEF's.
 EXPRESSIONS = ("fearful", "angry", "disgusted", "happy", "neutral", "sad", "surprised", "contemptuous")
@@ -260,15 +258,7 @@ def generate_rafd(
             for name in names:
                 poses.setdefault((name.camera, name.identity, name.expression), []).append(name)
             jobs = [(shots, str(root), seed) for shots in poses.values()]
-            workers = workers or min(len(os.sched_getaffinity(0)), 8)
-            description = f"Drawing {len(jobs)} synthetic RaFD poses"
-            if workers > 1:
-                with ProcessPoolExecutor(workers) as pool:
-                    for _ in track(pool.map(_write_pose, jobs, chunksize=4), total=len(jobs), description=description):
-                        pass
-            else:
-                for job in track(jobs, total=len(jobs), description=description):
-                    _write_pose(job)
+            draw_all(_write_pose, jobs, workers, f"Drawing {len(jobs)} synthetic RaFD poses", chunksize=4)
             atomic_write_text(manifest, json.dumps(spec, indent=2))
     return root
 

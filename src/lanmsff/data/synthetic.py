@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -482,6 +483,19 @@ def kdef_dir(out: str | Path) -> Path:
     return Path(out) / "KDEF_and_AKDEF" / "KDEF"
 
 
+def draw_all(draw: Any, jobs: Sequence[Any], workers: int, description: str, *, chunksize: int) -> None:
+    """``draw`` every job (each writes its own files), on ``workers`` processes (0: the CPUs, at most 8),
+    with a progress bar; the synthetic KDEF and RaFD generators share it."""
+    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for _ in track(pool.map(draw, jobs, chunksize=chunksize), total=len(jobs), description=description):
+                pass
+    else:
+        for job in track(jobs, total=len(jobs), description=description):
+            draw(job)
+
+
 def _write_one(args: tuple[KDEFName, str, int]) -> None:
     name, folder, seed = args
     rgb = render_face(name, seed)
@@ -550,16 +564,8 @@ def _draw(out: str | Path, names: list[KDEFName], spec: dict, *, workers: int | 
     _clear_generated_tree(images, manifest)
     images.mkdir(parents=True, exist_ok=True)
     atomic_write_text(manifest, json.dumps({**spec, "complete": False}, indent=2))  # ours, while it is written
-    workers = workers or min(len(os.sched_getaffinity(0)), 8)
     jobs = [(n, str(images), spec["seed"]) for n in names]
-    description = f"Drawing {len(names)} synthetic KDEF faces"
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for _ in track(pool.map(_write_one, jobs, chunksize=8), total=len(jobs), description=description):
-                pass
-    else:
-        for job in track(jobs, total=len(jobs), description=description):
-            _write_one(job)
+    draw_all(_write_one, jobs, workers, f"Drawing {len(names)} synthetic KDEF faces", chunksize=8)
     atomic_write_text(manifest, json.dumps(spec, indent=2))
 
 
