@@ -111,6 +111,13 @@ $(FER_STAMP): $(DEV_STAMP)
 bench-faces: $(DEV_STAMP) $(FER_STAMP)
 	$(BIN)/python -m benchmarks.faces --clip $(FACES_CLIP) --threads 2 --save
 
+## bench-recall: faces found by each detector (blazeface, cnn, haar) on the photos of tests/fixtures/photos/ and
+## scikit-image's, per view, and false faces (docs/faces.md); writes benchmarks/results/detector_recall/ (BlazeFace:
+## make install-faces first)
+.PHONY: bench-recall
+bench-recall: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks.detector_recall --threads 2 --save
+
 ## speed-tables: write docs/speed-results.md from the results files in benchmarks/results/
 .PHONY: speed-tables
 speed-tables: $(DEV_STAMP)

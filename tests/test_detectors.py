@@ -1,49 +1,78 @@
-"""The CNN face detector (MTCNN, weights from the facenet-pytorch wheel), alignment, and the detector choice of
-the data pipeline, on real photos nobody here made: scikit-image's (public domain / CC0) and
-tests/fixtures/photos/ (sources and licences in tests/fixtures/README.md)."""
+"""The CNN face detector (MTCNN, weights from the facenet-pytorch wheel), BlazeFace, alignment, and the detector
+choice of the data pipeline, on real photos nobody here made: scikit-image's (public domain / CC0) and
+tests/fixtures/photos/ (sources and licences in tests/fixtures/README.md; hand-checked faces and views in
+tests/fixtures/photos/faces.json, which benchmarks/detector_recall.py reads too)."""
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from skimage import data
 
+from benchmarks import tables
+from benchmarks.detector_recall import DETECTORS, RESULTS, load_photos, measure, read_photo
 from lanmsff.data import detectors, face_geometry
 from lanmsff.data.cache import preprocess_records
 from lanmsff.data.faces import HAAR_METHODS, FaceDetector, face_crop, face_square, find_face
 from lanmsff.data.kdef import index_kdef
 from lanmsff.errors import ConfigError, UserError
+from lanmsff.prediction.tracking import iou
 
-PHOTOS = Path(__file__).parent / "fixtures" / "photos"
-# Hand-checked face boxes (x, y, w, h), brows to chin, in the pixels of the stored files.
-FACES = {
-    "astronaut": [(179, 58, 90, 118)],
-    "camera_gray": [(197, 117, 60, 78)],  # grayscale, a man in profile at a camera
-    "apollo11_crew.jpg": [(124, 162, 50, 66), (265, 75, 50, 68), (410, 169, 48, 65)],
-    "group_meeting.jpg": [(135, 195, 100, 138), (253, 14, 90, 114), (495, 62, 100, 118), (753, 228, 115, 145)],
-    "angry_bw_gray.jpg": [(70, 135, 280, 360)],  # grayscale, grimace, eyes squeezed shut
+PHOTOS, FACE_FREE = load_photos()
+FACES = {p.name: [face.box for face in p.faces] for p in PHOTOS}  # hand-checked boxes (x, y, w, h), brows to chin
+
+# Faces found per photo by blazeface, cnn and haar, searched as predict.py searches (detect_side=800); a face is
+# found when a detection's IoU with its box is above 0.5 (benchmarks.detector_recall.match). The table of
+# docs/faces.md ("Recall on public photos") is generated from the same measurement.
+FOUND = {
+    "skimage:astronaut": (1, 1, 1),
+    "skimage:camera": (1, 1, 0),  # the cameraman, three-quarter
+    "apollo11_crew.jpg": (3, 3, 3),
+    "group_meeting.jpg": (4, 4, 4),
+    "angry_bw_gray.jpg": (1, 1, 1),
+    "face_paint.jpg": (1, 1, 0),
+    "phone_call.jpg": (2, 2, 1),
+    "soccer.jpg": (2, 3, 1),
+    "girl_and_dog.jpg": (1, 1, 1),
+    "woman_over_shoulder.jpg": (1, 1, 0),
+    "looking_down_gray.jpg": (1, 1, 0),
+    "chin_up.jpg": (1, 1, 0),
+    "looking_up_left.jpg": (1, 1, 1),
+    "hat_and_glasses.jpg": (1, 1, 1),
+    "profile_man.jpg": (1, 1, 0),  # the three full profiles
+    "profile_low_key.jpg": (1, 1, 0),
+    "profile_selfie.jpg": (1, 1, 0),
+    "skimage:rocket": (0, 0, 0),  # no face
+    "skimage:coffee": (0, 0, 0),
+    "skimage:chelsea": (0, 0, 0),
 }
-OPTIONAL = {"group_meeting.jpg": [(775, 0, 80, 55)]}  # a face cut by the top edge: neither asked for nor false
-
-
-def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / float(aw * ah + bw * bh - w * h)
+# The faces BlazeFace (the default detector) misses, by their index in faces.json. With MediaPipe's threshold alone
+# (0.6, no presence check) it also missed the bowed head (looking_down_gray.jpg), the raised one (chin_up.jpg) and
+# the face under a hat and glasses (hat_and_glasses.jpg): test_low_scores_need_the_mesh_to_see_a_face.
+BLAZEFACE_MISSES = {
+    "soccer.jpg": [0],  # the left player: 44 pixels, dark skin in shadow
+}
+# (false, loose) detections: false ones miss every face; loose ones box a face twice or far too loosely
+UNPAIRED = {
+    ("blazeface", "group_meeting.jpg"): (0, 1),  # the face cut by the top edge (counted neither way)
+    ("cnn", "profile_selfie.jpg"): (2, 0),  # an ear and a hand holding a phone
+    ("haar", "skimage:camera"): (0, 1),
+    ("haar", "apollo11_crew.jpg"): (1, 0),  # spacesuit connectors
+    ("haar", "phone_call.jpg"): (1, 0),
+    ("haar", "profile_man.jpg"): (0, 1),
+    ("haar", "skimage:coffee"): (1, 0),
+}
 
 
 def photo(name: str) -> np.ndarray:
-    if name == "astronaut":
-        return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    if name in ("camera_gray", "rocket", "coffee", "chelsea"):
-        image = getattr(data, name.removesuffix("_gray"))()
-        return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    return cv2.imread(str(PHOTOS / name), cv2.IMREAD_UNCHANGED)
+    """A photo as BGR pixels: ``skimage:<name>`` or a file of tests/fixtures/photos/."""
+    return read_photo(name)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +82,7 @@ def detector() -> detectors.MTCNNDetector:
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    return photo("astronaut")
+    return photo("skimage:astronaut")
 
 
 def test_astronaut_face_and_landmarks(detector: detectors.MTCNNDetector, astronaut: np.ndarray) -> None:
@@ -64,19 +93,6 @@ def test_astronaut_face_and_landmarks(detector: detectors.MTCNNDetector, astrona
     left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
     assert left_eye[0] < nose[0] < right_eye[0] and mouth_left[0] < mouth_right[0]  # image left first
     assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
-
-
-@pytest.mark.parametrize("name", sorted(FACES))
-def test_every_face_is_found_within_tolerance(detector: detectors.MTCNNDetector, name: str) -> None:
-    found = detector.detect_faces(photo(name))
-    assert len(found) >= len(FACES[name])
-    for face in FACES[name]:
-        best = max(found, key=lambda d: iou(d.box, face))
-        assert iou(best.box, face) > 0.5, (name, face, best.box)
-    false = [
-        d for d in found if all(iou(d.box, f) < 0.3 for f in FACES[name] + OPTIONAL.get(name, []))
-    ]  # detections of no face
-    assert not false, (name, [d.box for d in false])
 
 
 def test_every_face_of_a_group_photo_with_landmarks_in_place(detector: detectors.MTCNNDetector) -> None:
@@ -90,11 +106,6 @@ def test_every_face_of_a_group_photo_with_landmarks_in_place(detector: detectors
         assert inside.all(), (face.box, face.landmarks)
         eyes, mouth = face.landmarks[:2, 1], face.landmarks[3:, 1]
         assert eyes.max() < mouth.min()  # eyes above the mouth (none of these heads is upside down)
-
-
-@pytest.mark.parametrize("name", ["rocket", "coffee", "chelsea"])
-def test_no_face_in_a_landscape_a_cup_or_a_cat(detector: detectors.MTCNNDetector, name: str) -> None:
-    assert detector.detect_faces(photo(name)) == []
 
 
 def test_haar_cascades_see_a_face_on_a_spacesuit() -> None:
@@ -157,7 +168,7 @@ def test_aligned_crop_is_the_level_face(detector: detectors.MTCNNDetector, astro
 
 def test_kdef_style_crop_with_each_detector(detector: detectors.MTCNNDetector, astronaut: np.ndarray) -> None:
     found = find_face(astronaut, "S", detector)
-    assert found is not None and found.method == "cnn" and iou(found.box, FACES["astronaut"][0]) > 0.5
+    assert found is not None and found.method == "cnn" and iou(found.box, FACES["skimage:astronaut"][0]) > 0.5
     face, method = face_crop(astronaut, "S", "detect", detector=detector, align=True)
     assert method == "cnn" and face.ndim == 2 and face.shape[0] == face.shape[1] > 100
     _, method = face_crop(astronaut, "S", "detect", detector=FaceDetector(detect_width=320, min_face=0.1))
@@ -222,39 +233,11 @@ def blazeface() -> detectors.BlazeFaceDetector:
     return detectors.BlazeFaceDetector()
 
 
-def downscaled(image: np.ndarray, side: int = 800) -> tuple[np.ndarray, float]:
-    """The image shrunk so that its longer side is at most ``side`` (as prediction searches photos)."""
-    scale = min(1.0, side / max(image.shape[:2]))
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image, scale
-
-
-@needs_blazeface
-@pytest.mark.parametrize("name", sorted(FACES))
-def test_blazeface_finds_every_face_and_nothing_else(blazeface: detectors.BlazeFaceDetector, name: str) -> None:
-    """The recall table of docs/faces.md: every hand-checked face of the fixtures, including the two three-quarter
-    faces of group_meeting.jpg and the cameraman's (yaw about -55 degrees), MTCNN's box within IoU 0.5."""
-    image, scale = downscaled(photo(name))
-    found = [d.scaled(1 / scale) for d in blazeface.detect_faces(image)]
-    assert len(found) == len(FACES[name]), [d.box for d in found]
-    for face in FACES[name]:
-        best = max(found, key=lambda d: iou(d.box, face))
-        assert iou(best.box, face) > 0.5, (name, face, best.box)
-        assert best.method == "blazeface" and best.landmarks.shape == (5, 2)
-
-
-@needs_blazeface
-@pytest.mark.parametrize("name", ["rocket", "coffee", "chelsea"])
-def test_blazeface_finds_no_face_in_a_landscape_a_cup_or_a_cat(
-    blazeface: detectors.BlazeFaceDetector, name: str
-) -> None:
-    assert blazeface.detect_faces(photo(name)) == []
-
-
 @needs_blazeface
 def test_blazeface_landmarks_are_where_mtcnn_puts_them(
     blazeface: detectors.BlazeFaceDetector, detector: detectors.MTCNNDetector
 ) -> None:
-    for name in ("astronaut", "apollo11_crew.jpg", "group_meeting.jpg"):
+    for name in ("skimage:astronaut", "apollo11_crew.jpg", "group_meeting.jpg"):
         ours, theirs = blazeface.detect_faces(photo(name)), detector.detect_faces(photo(name))
         for mtcnn in theirs:
             match = max(ours, key=lambda d: iou(d.box, mtcnn.box))
@@ -265,11 +248,14 @@ def test_blazeface_landmarks_are_where_mtcnn_puts_them(
 
 @needs_blazeface
 def test_tiles_find_a_small_face_in_a_large_photo() -> None:
-    """A 30-pixel face in an 800x600 photo: too small in the 192x192 view of the whole image, found in a tile."""
+    """A 30-pixel face in an 800x600 photo: scoring low in the 192x192 view of the whole image, confidently in a
+    tile (the mesh's presence check, which rescues low scores, is switched off here)."""
     canvas = np.full((600, 800, 3), 90, np.uint8)
-    canvas[300:380, 500:580] = cv2.resize(photo("astronaut")[40:200, 150:310], (80, 80), interpolation=cv2.INTER_AREA)
-    assert detectors.BlazeFaceDetector(tile_side=None).detect_faces(canvas) == []
-    [face] = detectors.BlazeFaceDetector().detect_faces(canvas)
+    canvas[300:380, 500:580] = cv2.resize(
+        photo("skimage:astronaut")[40:200, 150:310], (80, 80), interpolation=cv2.INTER_AREA
+    )
+    assert detectors.BlazeFaceDetector(tile_side=None, presence=1.0).detect_faces(canvas) == []
+    [face] = detectors.BlazeFaceDetector(presence=1.0).detect_faces(canvas)
     assert iou(face.box, (521, 309, 38, 48)) > 0.3, face.box
 
 
@@ -295,3 +281,74 @@ def test_weighted_suppression_blends_overlapping_boxes() -> None:
     assert [score for _, score, _ in kept] == [0.9, 0.8]
     np.testing.assert_allclose(kept[0][0], [0.5, 0, 10.5, 10])  # (0.9 * box0 + 0.3 * box1) / 1.2
     np.testing.assert_allclose(kept[0][2], 1.0)
+
+
+# ----------------------------------------------------------------------------- recall on public photos
+@pytest.fixture(scope="module")
+def measured() -> Callable[[str], dict[str, Any]]:
+    """Per detector (measured once), what ``benchmarks.detector_recall`` finds in every photo."""
+    return functools.cache(lambda detector: measure(detector, PHOTOS, FACE_FREE)["photos"])
+
+
+@pytest.mark.parametrize(
+    "detector",
+    [pytest.param("blazeface", marks=needs_blazeface), "cnn", pytest.param("haar", marks=pytest.mark.slow)],
+)
+@pytest.mark.parametrize("name", list(FOUND))
+def test_faces_found_and_false_faces_per_photo(
+    measured: Callable[[str], dict[str, Any]], detector: str, name: str
+) -> None:
+    """docs/faces.md's recall table, photo by photo: BlazeFace finds every face but one three-quarter one, MTCNN
+    every face (with two false ones in profile_selfie.jpg), Haar no profile; no CNN face on rocket, coffee, chelsea."""
+    found = measured(detector)[name]
+    assert found["found"] == FOUND[name][DETECTORS.index(detector)], found
+    assert (found["false"], found["loose"]) == UNPAIRED.get((detector, name), (0, 0)), found
+    if detector == "blazeface":
+        assert found["missed"] == BLAZEFACE_MISSES.get(name, [])
+
+
+@needs_blazeface
+@pytest.mark.parametrize(("name", "confident_only"), [("looking_down_gray.jpg", 0), ("apollo11_crew.jpg", 3)])
+def test_low_scores_need_the_mesh_to_see_a_face(name: str, confident_only: int) -> None:
+    """Candidates scoring between the threshold and MediaPipe's 0.6 are kept only when the face mesh sees a face:
+    with a presence no face can reach, the bowed head (0.43) is lost and the three confident astronauts stay."""
+    image = photo(name)
+    scale = min(1.0, 800 / max(image.shape[:2]))
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    assert len(detectors.BlazeFaceDetector().detect_faces(small)) == len(FACES[name])
+    assert len(detectors.BlazeFaceDetector(presence=1.0).detect_faces(small)) == confident_only
+    with pytest.raises(ValueError, match="threshold"):
+        detectors.BlazeFaceDetector(threshold=0.7)
+
+
+def test_the_fixtures_hold_every_view() -> None:
+    views = [face.view for p in PHOTOS for face in p.faces]
+    assert len(PHOTOS) == 17 and len(views) == 25 and set(FOUND) == {p.name for p in PHOTOS} | set(FACE_FREE)
+    assert (views.count("frontal"), views.count("three-quarter"), views.count("profile")) == (10, 12, 3)
+    for p in PHOTOS:
+        if not p.name.startswith("skimage:"):
+            image = cv2.imread(str(Path(__file__).parent / "fixtures" / "photos" / p.name), cv2.IMREAD_UNCHANGED)
+            height, width = image.shape[:2]
+            assert max(height, width) <= 1024
+            assert all(x >= 0 and y >= 0 and x + w <= width and y + h <= height for x, y, w, h in FACES[p.name])
+
+
+def test_the_recall_table_is_the_newest_results_file(tmp_path: Path) -> None:
+    """The committed results (make bench-recall) hold the fixtures' faces and views and the counts asserted above,
+    and the docs' tables render them: a row per detector and per photo."""
+    newest = max(RESULTS.glob("*.json"), key=lambda path: json.loads(path.read_text())["date"])
+    result = json.loads(newest.read_text())
+    assert result["photos"] == {p.name: {"views": [f.view for f in p.faces]} for p in PHOTOS}
+    assert result["face_free"] == FACE_FREE
+    for column, detector in enumerate(DETECTORS):
+        counts = {name: found["found"] for name, found in result["detectors"][detector]["photos"].items()}
+        assert counts == {name: found[column] for name, found in FOUND.items()}
+    table = tables.recall_tables(result)
+    assert "| BlazeFace (`blazeface`) | 24 / 25 | 10 / 10 | 11 / 12 | 3 / 3 | 0 | 0 |" in table
+    assert "| MTCNN (`cnn`) | 25 / 25 | 10 / 10 | 12 / 12 | 3 / 3 | 2 | 0 |" in table
+    assert "| `soccer.jpg` | 1 frontal, 2 three-quarter | 2 / 3, missed: three-quarter | 3 / 3 |" in table
+    assert all(f"| `{p.name}` |" in table for p in PHOTOS)
+    assert tables.detector_recall_table(RESULTS).count("| detector | faces found |") == len(
+        {json.loads(path.read_text())["cpu_kind"] for path in RESULTS.glob("*.json")}
+    )
+    assert tables.detector_recall_table(tmp_path) == "No result recorded yet: `make bench-recall`."

@@ -443,16 +443,37 @@ class BlazeFaceDetector:
     MTCNN's proportions (narrower, taller, centred a bit higher), so that a face is cut out as for a model
     trained on MTCNN's crops.
 
+    A candidate is kept when its detector score is above ``confident`` (MediaPipe's full-range setting), or
+    above ``threshold`` and the face mesh, run on it for the landmarks anyway, says a face is there: its
+    face-presence score (the sigmoid of its second output) is above ``presence`` (MediaPipe's own check when it
+    tracks a face). The check rescues bowed, raised and half-turned heads that score low, without the background
+    a low threshold alone lets through; it is not asked of confident candidates because the mesh doubts some
+    real faces (a shouting face in a grainy photo got 0.003). Docs: docs/faces.md, "Recall on public photos".
+
     Args:
-        threshold: least face score (the sigmoid of the detector's logit; MediaPipe's full-range setting).
-        landmarks: run the face mesh for the five landmarks (without it: no landmarks, no head pose).
+        threshold: least detector score (the sigmoid of its logit) of a candidate.
+        confident: detector score above which a candidate is kept without the presence check.
+        presence: least face-presence score of the mesh (MediaPipe's default tracking confidence, 0.5).
+        landmarks: run the face mesh, for the five landmarks and the presence check (without it: no landmarks,
+            no head pose, and only confident candidates are kept).
         tile_side: the side of the tiles (pixels); ``None``: the whole image only.
     """
 
     reads_color = True
 
-    def __init__(self, *, threshold: float = 0.6, landmarks: bool = True, tile_side: int | None = 320) -> None:
-        self.threshold, self.tile_side = float(threshold), tile_side
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.3,
+        confident: float = 0.6,
+        presence: float = 0.5,
+        landmarks: bool = True,
+        tile_side: int | None = 320,
+    ) -> None:
+        if not 0 <= threshold <= confident <= 1:
+            raise ValueError(f"expected 0 <= threshold ({threshold}) <= confident ({confident}) <= 1")
+        self.threshold = float(threshold) if landmarks else float(confident)
+        self.confident, self.presence, self.tile_side = float(confident), float(presence), tile_side
         self.detector = _interpreter("face_detection_full_range.tflite")
         self.mesh = _interpreter("face_landmark.tflite") if landmarks else None
         cells = (np.arange(_BLAZE_GRID, dtype=np.float32) + 0.5) / _BLAZE_GRID
@@ -503,12 +524,17 @@ class BlazeFaceDetector:
             x1, y1, x2, y2 = max(0, round(x1)), max(0, round(y1)), min(width, round(x2)), min(height, round(y2))
             if x2 - x1 < max(min_face or 1, 1) or y2 - y1 < 1:
                 continue
-            five = self._landmarks(rgb, box, marks) if self.mesh is not None else None
+            five = None
+            if self.mesh is not None:
+                five, presence = self._landmarks(rgb, box, marks)
+                if score <= self.confident and presence <= self.presence:
+                    continue
             out.append(Detection((x1, y1, x2 - x1, y2 - y1), score, five, "blazeface"))
         return sorted(out, key=lambda d: (d.box[0], d.box[1]))
 
-    def _landmarks(self, rgb: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-        """Five landmarks ``(5, 2)`` from the face mesh on the face's square, rotated so that its eyes are level.
+    def _landmarks(self, rgb: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, float]:
+        """Five landmarks ``(5, 2)`` from the face mesh on the face's square, rotated so that its eyes are level,
+        and the mesh's face-presence score (0 to 1).
 
         BlazeFace's first two keypoints are the eyes (the image's left one first); the mesh's points are
         mapped back through the inverse of the crop's affine transform.
@@ -520,7 +546,8 @@ class BlazeFaceDetector:
         matrix = cv2.getRotationMatrix2D(centre, angle, _MESH_SIDE / crop_side)
         matrix[:, 2] += np.array([_MESH_SIDE / 2, _MESH_SIDE / 2]) - np.array(centre)
         crop = cv2.warpAffine(rgb, matrix, (_MESH_SIDE, _MESH_SIDE), flags=cv2.INTER_LINEAR)
-        mesh = _run(self.mesh, (crop.astype(np.float32) / 255.0)[None])[0].reshape(-1, 3)[:, :2]
+        points, flag = _run(self.mesh, (crop.astype(np.float32) / 255.0)[None])
+        mesh = points.reshape(-1, 3)[:, :2]
         picked = np.stack(
             [
                 mesh[list(_MESH_EYES[0])].mean(0),
@@ -530,4 +557,5 @@ class BlazeFaceDetector:
             ]
         )
         inverse = cv2.invertAffineTransform(matrix)
-        return (picked @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
+        presence = 1 / (1 + np.exp(-np.clip(float(flag.reshape(-1)[0]), -80, 80)))
+        return (picked @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32), float(presence)
