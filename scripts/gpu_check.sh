@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU path end to end, on a machine with CUDA:  bash scripts/gpu_check.sh [OUT_DIR]
 #
-#   1. the GPU tests (tests/test_gpu.py: bf16-mixed training, augment_on_device on CUDA, optimize on
-#      CUDA against fp32, DDP with one GPU, the GPU bench),
+#   1. the GPU tests (every test marked gpu: tests/test_gpu.py's bf16-mixed training, augment_on_device on
+#      CUDA, optimize on CUDA against fp32, DDP with one GPU, the GPU bench; the Predictor and the mean
+#      attention per view on CUDA),
 #   2. the demo (train.py experiment=demo) trained on the GPU, timed,
 #   3. the bench on the GPU (python -m benchmarks --device cuda): inference and training images/s,
 #      GPU utilisation (nvidia-smi) and the time each step waits for data in the demo's loop,
@@ -40,7 +41,7 @@ step() {
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia-smi.csv" 2>&1 || true
-step tests "$PY" -m pytest tests/test_gpu.py -p no:cacheprovider -q -rs --junitxml="$OUT/tests.xml"
+step tests "$PY" -m pytest tests -m gpu -p no:cacheprovider -q -rs --junitxml="$OUT/tests.xml"
 step demo env LANMSFF_ROOT="$OUT/demo" "$PY" train.py experiment=demo trainer=gpu logger=csv
 step bench env LANMSFF_ROOT="$OUT" "$PY" -m benchmarks --device cuda --out "$OUT/bench.json"
 "$PY" -m benchmarks.gpu "$OUT"

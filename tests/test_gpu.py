@@ -1,4 +1,4 @@
-"""The GPU path (``scripts/gpu_check.sh`` runs this file on a machine with CUDA); every test skips without CUDA.
+"""The GPU path (``scripts/gpu_check.sh`` runs every test marked gpu, these among them); each skips without CUDA.
 
 The marker ``gpu`` is applied once ``pyproject.toml`` registers it (``--strict-markers``); until then
 the tests are unmarked but skip the same way.

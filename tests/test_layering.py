@@ -31,7 +31,15 @@ from .conftest import ROOT
 PACKAGE = ROOT / "src" / "lanmsff"
 BENCHMARKS = ROOT / "benchmarks"
 LAYERS = [
-    ("lanmsff", "lanmsff.errors", "lanmsff.utils", "lanmsff.runtime", "lanmsff.records", "lanmsff.plots"),
+    (
+        "lanmsff",
+        "lanmsff.errors",
+        "lanmsff.utils",
+        "lanmsff.runtime",
+        "lanmsff.records",
+        "lanmsff.plots",
+        "lanmsff.heatmaps",
+    ),
     ("lanmsff.models",),
     ("lanmsff.data",),
     ("lanmsff.training",),

@@ -1,6 +1,7 @@
 """The figures of one study: static (matplotlib PNG + vector PDF, for report.md and papers) and interactive
 (plotly, inlined into report.html): accuracy and ECE per angle, the accuracy-vs-cost Pareto view, learning
-curves, the critical-difference diagram, the cross-dataset matrix and the mean confusion matrices.
+curves, the critical-difference diagram, the cross-dataset matrix, the mean confusion matrices and where the
+network looks per view (MassAtt's mean attention, from the runs' ``attention/per_view.npz``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from lanmsff import plots
+from lanmsff import heatmaps, plots
 from lanmsff.analysis import curves, interactive, stats
 from lanmsff.analysis.tables import cross_matrix, mean_confusion, pareto_front
 
@@ -69,6 +70,7 @@ class StudyFigures:
         self.per_group("ece", "ece_per_angle", "Expected calibration error per angle", "ece_per_angle", "ECE (%)")
         self.cross_dataset()
         self.confusions()
+        self.attention()
         return self.items
 
     def per_group(self, stem: str, key: str, title: str, name: str, ylabel: str) -> None:
@@ -146,3 +148,29 @@ class StudyFigures:
             fig = plots.rate_matrix_figure(mean, classes, std=std, title=title)
             caption = f"Mean row-normalised confusion matrix: {variant}"  # PNG only: one per variant adds up
             self._add(f"confusion:{variant}", caption, fig, f"confusion_{slug(str(variant))}", pdf=False)
+
+    def attention(self) -> None:
+        """Per variant, MassAtt's spatial attention per view, pooled over the test images of its successful runs
+        that wrote ``attention/per_view.npz``; variants without any such run are named in the caption."""
+        found: dict[str, heatmaps.PerViewAttention] = {}
+        runs_used, without = 0, []
+        for variant, group in self.runs.groupby("variant", sort=True):
+            ok = group[group["status"] == "ok"]
+            files = [Path(d) / heatmaps.NPZ_FILE for d in ok["run_dir"] if isinstance(d, str) and d]
+            records = [heatmaps.PerViewAttention.load(f) for f in files if f.is_file()]
+            if records:
+                found[str(variant)] = heatmaps.pooled(records)
+                runs_used += len(records)
+            else:
+                without.append(str(variant))
+        if not found:
+            return
+        title = "Where the network looks: mean MassAtt spatial attention per view"
+        fig = heatmaps.per_view_figure(found, title=title)
+        caption = (
+            f"{title} over the test images of {runs_used} runs (each map stretched from its own minimum, blue, to "
+            "its maximum, red, written under it: colours compare places within a view)"
+        )
+        if without:
+            caption += f"; no attention maps: {', '.join(without)}"
+        self._add("attention", caption, fig, "attention_per_view", pdf=False)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from lanmsff.checkpoints import keep_temperature, load_checkpoint
 from lanmsff.data.datamodule import FERDataModule
 from lanmsff.errors import UserError, check_choice
+from lanmsff.inference.attention_maps import AttentionPerView
 from lanmsff.tasks.common import (
     apply_trainer_precision,
     build_datamodule,
@@ -266,4 +267,6 @@ def _single_process_tester(cfg: DictConfig, trainer: pl.Trainer, loggers: list[A
         logger=loggers or False,
         enable_progress_bar=False,
         plugins=trainer_plugins(cfg),
+        # what the test writes into the run folder besides the metrics (the mean attention per view)
+        callbacks=[c for c in trainer.callbacks if isinstance(c, AttentionPerView)],
     )
