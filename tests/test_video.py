@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -32,8 +33,11 @@ from lanmsff.prediction import (
     predict_video,
     webcam_index,
 )
+from lanmsff.prediction import video as video_module
+from lanmsff.prediction.pipeline import RowLog
 from lanmsff.prediction.tracking import ema
-from lanmsff.prediction.video import VideoResult, summary_line
+from lanmsff.prediction.video import ROWS_PER_WRITE, VideoResult, summary_line
+from lanmsff.utils.prefetch import Prefetched
 
 from .conftest import run_script
 
@@ -315,6 +319,40 @@ def test_a_rerun_in_the_same_folder_skips_what_is_finished(
     assert len(rows) == FRAMES + 1
 
 
+def test_a_crash_mid_video_keeps_its_rows_so_far_and_the_rerun_does_it_again(
+    predictor: Predictor, clips: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are written every ROWS_PER_WRITE analysed frames: a crash at frame 45 leaves those of the first
+    batch on disk; the video is not finished, so a rerun drops them and does it again, once."""
+    out, original, calls = tmp_path / "out", predictor.faces, []
+
+    def crash_at_45(*args: object, **kwargs: object) -> list:
+        calls.append(1)
+        if len(calls) > 45:
+            raise MemoryError("killed mid-video")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "faces", crash_at_45)
+    with pytest.raises(MemoryError):
+        predict_inputs(predictor, [clips["avi"]], out, report=lambda line: None)
+    kept = (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert ROWS_PER_WRITE == 30 and len(kept) == 45 // ROWS_PER_WRITE * ROWS_PER_WRITE + 15  # flushed as it stopped
+    assert (out / "finished_files.txt").read_text(encoding="utf-8") == ""
+    monkeypatch.setattr(predictor, "faces", original)
+    second = predict_inputs(predictor, [clips["avi"]], out, report=lambda line: None)
+    assert (second["files_with_faces"], second["faces"]) == (1, FRAMES)
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["frame"] for row in rows] == list(range(FRAMES))
+    assert (out / "finished_files.txt").read_text(encoding="utf-8") == f"{clips['avi']}\n"
+
+
+def test_an_output_folder_without_the_finished_list_counts_every_file_with_rows_as_finished(tmp_path: Path) -> None:
+    rows = [{"file": "a.mp4", "frame": 0, "problem": None}, {"file": "webcam:0", "frame": 0, "problem": None}]
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    log = RowLog(tmp_path)
+    assert log.finished == {"a.mp4"} and log.rows == rows and log.outcome("a.mp4") == ("files_with_faces", 1)
+
+
 def test_inputs_mix_images_videos_and_a_webcam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("a.jpg", "b.MP4", "c.webm", "d.mkv", "e.mov", "f.avi", "g.png"):
         (tmp_path / name).write_bytes(b"x")
@@ -379,3 +417,66 @@ def test_predict_py_video_settings_are_checked(trained_checkpoint: Path, clips: 
         args = (f"ckpt_path={trained_checkpoint}", f"input={clips['mp4']}", setting)
         result = run_script("predict.py", *args, cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, setting
+
+
+# ----------------------------------------------------------------------------- overlap: search in a second thread
+def test_overlap_gives_the_rows_of_one_thread(predictor: Predictor, clips: dict) -> None:
+    """Searching the next frames in a second thread changes nothing in what is found, classified and tracked."""
+    runs = {
+        overlap: pd.DataFrame(
+            predict_video(predictor, clips["half"], VideoOptions(stride=2, detect_every=3, overlap=overlap)).rows
+        )
+        for overlap in (True, False)
+    }
+    together, alone = runs[True], runs[False]
+    # the face leaves at frame 30, where a search finds nothing
+    assert together.frame.tolist() == alone.frame.tolist() == list(range(0, 30, 2))
+    assert together.searched.tolist() == alone.searched.tolist() == [i % 3 == 0 for i in range(15)]
+    numbers = [c for c in alone if c.startswith(("p_", "smoothed_")) or c in ("x", "y", "w", "h", "track", "yaw")]
+    np.testing.assert_allclose(together[numbers].to_numpy(float), alone[numbers].to_numpy(float), atol=1e-5)
+
+
+def test_prefetched_keeps_the_order_and_raises_the_producers_error() -> None:
+    def items():
+        yield from range(5)
+        raise OSError("disk gone after 5")
+
+    got = []
+    with Prefetched(items(), depth=2) as ahead, pytest.raises(OSError, match="disk gone after 5"):
+        for item in ahead:
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_leaving_a_prefetched_loop_early_stops_the_producer_and_runs_its_finally() -> None:
+    made, released = [], threading.Event()
+
+    def frames():
+        try:
+            for i in range(1000):
+                made.append(i)
+                yield i
+        finally:
+            released.set()  # a video reader releases its file here
+
+    with Prefetched(frames(), depth=2) as ahead:
+        for item in ahead:
+            if item == 3:
+                break
+    assert released.is_set() and len(made) <= 3 + 1 + 2 + 1  # the item used, the queue and the one being made
+    with pytest.raises(ValueError, match="depth=0"):
+        Prefetched(iter(()), depth=0)
+
+
+def test_a_slow_analysis_of_a_webcam_with_overlap_drops_frames_and_keeps_up(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the search in a second thread, a webcam still drops the frames analysis cannot keep up with (at most
+    one frame waits between the two threads) instead of falling behind the camera."""
+    camera = TimedCamera(frames=60, period=0.004)
+    monkeypatch.setattr(video_module, "_open_webcam", lambda index: camera)
+    monkeypatch.setattr(predictor, "detect", lambda image, frame=False: time.sleep(5 * camera.period) or [])
+    result = predict_video(predictor, 0, VideoOptions(overlap=True))
+    assert result.frames_dropped > 0 and result.frames_read + result.frames_dropped <= camera.given == 60
+    assert 0 < result.frames_read < 30 and result.file == "webcam:0"
+    assert "camera frames dropped to keep up" in summary_line(result, predictor.class_names)

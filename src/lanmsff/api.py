@@ -86,19 +86,27 @@ class Predictor(photos.Predictor):
         max_frames: int | None = None,
         detect_every: int = 1,
         annotated: str | Path | None = None,
+        overlap: bool = True,
     ) -> pd.DataFrame:
         """The faces of a video, one row per face per analysed frame (every ``stride``-th), tracked and smoothed.
 
         ``smooth`` is the weight of the past in each track's moving average; ``detect_every=k`` searches for
         faces on every k-th analysed frame only and classifies the faces found last on the frames between (the
-        ``searched`` column says which); ``annotated`` writes an MP4 with the boxes and smoothed expressions.
+        ``searched`` column says which); ``annotated`` writes an MP4 with the boxes and smoothed expressions;
+        ``overlap`` decodes and searches the next frames in a second thread while a frame's faces are classified
+        (``False``: one thread).
         The table's ``attrs`` hold ``frames_read``, ``frames_with_faces`` and ``frames_per_s``. Raises
         :class:`lanmsff.errors.UserError` when the video cannot be read at all;
         a video whose decoding stops early keeps the frames read, with a warning saying where it stopped.
         """
         out = None if annotated is None else Path(annotated)
         options = videos.VideoOptions(
-            stride=stride, smooth=smooth, max_frames=max_frames, annotated=out, detect_every=detect_every
+            stride=stride,
+            smooth=smooth,
+            max_frames=max_frames,
+            annotated=out,
+            detect_every=detect_every,
+            overlap=overlap,
         )
         result = videos.predict_video(self, path, options)
         if result.unusable:

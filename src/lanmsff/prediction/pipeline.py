@@ -3,13 +3,14 @@
 Photos are done first (one progress bar over the files), then each video (a bar of its own:
 frames and frames/s). Every input is accounted for: a file with faces, a file without a face, or an
 unusable file with its reason. Outputs: ``predictions.jsonl`` (one row per face of a photo, one per
-face of an analysed video frame, one per problem), appended and flushed as each file is done, so that
-a crash keeps what was finished; ``predictions.csv``, the same rows as a table, written (atomically)
+face of an analysed video frame, one per problem), appended and flushed as each photo is done and every
+30 analysed frames of a video, so that a crash keeps what was done (``finished_files.txt`` lists the files
+whose rows are complete); ``predictions.csv``, the same rows as a table, written (atomically)
 at the end; ``save_annotated`` copies in ``annotated/`` (``.jpg`` for photos, ``.mp4`` for videos),
 and per video ``<name>_expressions.png``, each track's smoothed probabilities over time.
 
-A rerun with the same output folder skips the files whose rows ``predictions.jsonl`` already holds
-(a video interrupted before its end has none, and is done again) and counts them as before.
+A rerun with the same output folder skips the finished files and counts them as before; a video
+interrupted before its end loses its rows and is done again.
 """
 
 from __future__ import annotations
@@ -104,31 +105,48 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     return {"csv": csv_path, "jsonl": jsonl_path}
 
 
-class RowLog:
-    """``predictions.jsonl`` of an output folder: the rows of earlier runs, and new rows appended per file.
+FINISHED_NAME = "finished_files.txt"
 
-    A last line cut short by a crash is dropped (with the rows of its file, which is then done again).
+
+class RowLog:
+    """``predictions.jsonl`` of an output folder: the rows of earlier runs, and new rows appended as they come.
+
+    ``finished_files.txt`` beside it lists the files whose rows are complete, one per line, each added after
+    its last rows. Rows of a file that is not listed (a video stopped by a crash) are dropped when the folder
+    is opened again, and the file is done again; so is a last line cut short by a crash. A folder without the
+    list (written before it existed) counts every file with rows as finished. Webcam rows are always kept and
+    a webcam is never finished.
     """
 
     def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / JSONL_NAME
-        self.rows: list[dict[str, Any]] = []
+        self.path, self.finished_path = out_dir / JSONL_NAME, out_dir / FINISHED_NAME
+        rows: list[dict[str, Any]] = []
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
-                    self.rows.append(json.loads(line))
+                    rows.append(json.loads(line))
                 except ValueError:
                     break
-        self.finished = {row["file"] for row in self.rows if not str(row.get("file", "")).startswith("webcam:")}
+        files = {str(row.get("file", "")) for row in rows}
+        if self.finished_path.is_file():
+            listed = set(self.finished_path.read_text(encoding="utf-8").splitlines())
+            self.finished = files & listed
+        else:
+            self.finished = {file for file in files if not file.startswith("webcam:")}
+        self.rows = [row for row in rows if row["file"] in self.finished or str(row["file"]).startswith("webcam:")]
         atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
+        atomic_write_text(self.finished_path, "".join(f"{file}\n" for file in sorted(self.finished)))
 
     def add(self, rows: list[dict[str, Any]]) -> None:
-        """Append the rows of one finished file, flushed to disk."""
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-            f.flush()
-            os.fsync(f.fileno())
+        """Append rows (of a file being done), flushed to disk."""
+        _append(self.path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         self.rows += rows
+
+    def finish(self, file: str) -> None:
+        """Record that every row of ``file`` has been added (webcams are never finished)."""
+        if not file.startswith("webcam:"):
+            _append(self.finished_path, f"{file}\n")
+            self.finished.add(file)
 
     def outcome(self, file: str) -> tuple[str, int]:
         """The count key (:data:`COUNT_KEYS`) and the number of faces of a file finished in an earlier run."""
@@ -138,6 +156,14 @@ class RowLog:
         if faces:
             return "files_with_faces", faces
         return ("files_without_face" if problems <= {NO_FACE} else "unreadable"), 0
+
+
+def _append(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` and flush it to disk."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _photo_outcome(result: FileResult) -> str:
@@ -152,10 +178,11 @@ def _video_outcome(result: VideoResult) -> str:
     return "files_with_faces" if result.faces else "files_without_face"
 
 
-def video_rows(result: VideoResult) -> list[dict[str, Any]]:
-    """A video's face rows, then one row with its problem or, without a face, :data:`NO_FACE`."""
+def problem_rows(result: VideoResult) -> list[dict[str, Any]]:
+    """The row of a video's problem or, without a face, of :data:`NO_FACE` (none for a video with faces that
+    was read to its end)."""
     problem = result.problem or (None if result.faces else NO_FACE)
-    return result.rows + ([{"file": result.file, "frame": None, "problem": problem}] if problem else [])
+    return [{"file": result.file, "frame": None, "problem": problem}] if problem else []
 
 
 def predict_photos(
@@ -178,6 +205,7 @@ def predict_photos(
         rows += done
         if log is not None:
             log.add(done)
+            log.finish(result.file)
         counts[_photo_outcome(result)] += 1
         counts["faces"] += len(result.faces)
         if explain and image is not None and result.faces:
@@ -233,8 +261,9 @@ def predict_inputs(
         name = f"webcam:{source}" if isinstance(source, int) else str(source)
         annotated = out_dir / "annotated" / names(name, ".mp4") if options.save_annotated else None
         video_options = replace(options.video, annotated=annotated, plot=out_dir / names(name, "_expressions.png"))
-        result = predict_video(predictor, source, video_options)
-        log.add(video_rows(result))
+        result = predict_video(predictor, source, video_options, sink=log.add)  # rows as they come
+        log.add(problem_rows(result))
+        log.finish(result.file)
         counts[_video_outcome(result)] += 1
         counts["faces"] += result.faces
         report(summary_line(result, predictor.class_names, stride=options.video.stride))

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from lanmsff.errors import ConfigError
 from lanmsff.plots import save_figure, track_probabilities_figure
 from lanmsff.prediction.photos import Face, Predictor, draw_face, face_columns, face_label, probability_columns
 from lanmsff.prediction.tracking import IoUTracker, Track, check_smooth
+from lanmsff.utils.prefetch import Prefetched
 from lanmsff.utils.progress import track as progress_bar
 
 log = logging.getLogger(__name__)
@@ -338,6 +339,9 @@ class VideoOptions:
     # search for faces on every detect_every-th analysed frame; in between, the faces found last are classified
     # where they were (their boxes held); 1: search every analysed frame
     detect_every: int = 1
+    # decode and search the next frames in a second thread while this frame's faces are classified (the two
+    # halves release the GIL, so on two cores they run side by side); False: one thread does everything
+    overlap: bool = True
 
     def __post_init__(self) -> None:
         if self.stride < 1:
@@ -349,8 +353,21 @@ class VideoOptions:
             raise ConfigError(f"max_frames={self.max_frames} must be at least 1 (null: no limit)")
 
 
-def predict_video(predictor: Predictor, source: str | Path | int, options: VideoOptions) -> VideoResult:
-    """Read, track and classify one video (a path or a webcam index); problems are reported, not raised."""
+ROWS_PER_WRITE = 30  # analysed frames whose rows go to ``sink`` together
+
+
+def predict_video(
+    predictor: Predictor,
+    source: str | Path | int,
+    options: VideoOptions,
+    *,
+    sink: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> VideoResult:
+    """Read, track and classify one video (a path or a webcam index); problems are reported, not raised.
+
+    ``sink`` gets the rows as they come, those of every :data:`ROWS_PER_WRITE` analysed frames together and the
+    rest at the end, also when an error stops the video (then raised again), so that a crash keeps them.
+    """
     name = f"webcam:{source}" if isinstance(source, int) else str(source)
     start = time.perf_counter()
     try:
@@ -363,23 +380,33 @@ def predict_video(predictor: Predictor, source: str | Path | int, options: Video
     audio = None if isinstance(source, int) else Path(source)
     writer = AnnotatedVideo(options.annotated, reader.fps, audio_from=audio) if options.annotated else None
     shown: list[tuple[Face, Track, np.ndarray]] = []
-    held: list[Detection] = []
     label = f"{Path(reader.name).name}: frames"
-    frames = progress_bar(iter(reader), total=reader.expected_frames, description=label, rate="frames")
-    analysed = 0
+    searched = searched_frames(reader, predictor, options)
+    # a webcam's frames wait in the queue as little as possible: the output stays in step with the camera
+    ahead = Prefetched(searched, depth=1 if reader.webcam else 4, name="video-search") if options.overlap else None
+    frames = progress_bar(ahead or searched, total=reader.expected_frames, description=label, rate="frames")
+    written = analysed = 0
     try:
-        for index, time_s, frame in frames:
-            if index % options.stride == 0:
-                search = analysed % options.detect_every == 0
-                shown = _analyse(predictor, tracker, result, series, index, time_s, frame, None if search else held)
-                held, analysed = [face.detection for face, _, _ in shown], analysed + 1
+        for frame in frames:
+            if frame.detections is not None:
+                shown = _analyse(predictor, tracker, result, series, frame)
+                analysed += 1
+                if sink is not None and analysed % ROWS_PER_WRITE == 0:
+                    sink(result.rows[written:])
+                    written = len(result.rows)
             if writer is not None:
-                writer.write(_annotated_frame(frame, shown, predictor.class_names))
+                writer.write(_annotated_frame(frame.image, shown, predictor.class_names))
     except KeyboardInterrupt:
         if not reader.webcam:
             raise
         log.info("%s: stopped with Ctrl+C after %d frames", reader.name, reader.frames_read)
     finally:
+        if ahead is not None:
+            ahead.close()  # the reader's counts below are final once its thread has stopped
+        else:
+            searched.close()
+        if sink is not None and written < len(result.rows):
+            sink(result.rows[written:])
         result.annotated = writer.close() if writer is not None else None
     result.frames_read, result.problem = reader.frames_read, reader.problem
     result.frames_dropped = reader.frames_dropped
@@ -390,29 +417,60 @@ def predict_video(predictor: Predictor, source: str | Path | int, options: Video
     return result
 
 
+@dataclass
+class SearchedFrame:
+    """A decoded frame and, when it is analysed, the faces to classify in it."""
+
+    index: int
+    time_s: float
+    image: np.ndarray
+    detections: list[Detection] | None = None  # None: not analysed (only drawn, with stride > 1)
+    searched: bool = False  # the detector searched this frame (else the detections are those found last)
+
+
+def searched_frames(
+    frames: Iterable[tuple[int, float, np.ndarray]], predictor: Predictor, options: VideoOptions
+) -> Iterator[SearchedFrame]:
+    """Every frame, with the faces to classify on every ``stride``-th: found by searching it on every
+    ``detect_every``-th of those, the faces found last on the others."""
+    held: list[Detection] = []
+    analysed = 0
+    for index, time_s, image in frames:
+        if index % options.stride:
+            yield SearchedFrame(index, time_s, image)
+            continue
+        search = analysed % options.detect_every == 0
+        if search:
+            held = predictor.detect(image, frame=True)
+        analysed += 1
+        yield SearchedFrame(index, time_s, image, held, search)
+
+
 def _analyse(
     predictor: Predictor,
     tracker: IoUTracker,
     result: VideoResult,
     series: dict[int, tuple[list[float], list[np.ndarray]]],
-    index: int,
-    time_s: float,
-    frame: np.ndarray,
-    held: Sequence[Detection] | None = None,
+    frame: SearchedFrame,
 ) -> list[tuple[Face, Track, np.ndarray]]:
-    """Detect (or take the ``held`` detections of an earlier frame), classify and track the faces of one frame;
-    add its rows. Returns what to draw."""
-    faces = predictor.faces(frame, frame=True, detections=held)
-    tracks = tracker.update([f.box for f in faces], np.array([f.probs for f in faces]), time_s)
+    """Classify and track the faces of one analysed frame; add its rows. Returns what to draw."""
+    faces = predictor.faces(frame.image, frame=True, detections=frame.detections)
+    tracks = tracker.update([f.box for f in faces], np.array([f.probs for f in faces]), frame.time_s)
     result.frames_with_faces += bool(faces)
     shown = []
     for face, track in zip(faces, tracks, strict=True):
         row = video_row(
-            result.file, index, time_s, face, track, predictor.class_names, calibration=predictor.calibration
+            result.file,
+            frame.index,
+            frame.time_s,
+            face,
+            track,
+            predictor.class_names,
+            calibration=predictor.calibration,
         )
-        result.rows.append({**row, "searched": held is None})
+        result.rows.append({**row, "searched": frame.searched})
         times, values = series[track.id]
-        times.append(time_s)
+        times.append(frame.time_s)
         values.append(track.smoothed)
         shown.append((face, track, track.smoothed))
     return shown

@@ -24,6 +24,7 @@ def _options(cfg: DictConfig) -> RunOptions:
         stride=int(cfg.get("stride", 1)),
         smooth=float(cfg.get("smooth", 0.6)),
         detect_every=int(cfg.get("detect_every", 1)),
+        overlap=bool(cfg.get("overlap", True)),
         max_frames=None if max_frames is None else int(max_frames),
     )
     return RunOptions(save_annotated=bool(cfg.save_annotated), video=video, explain=bool(cfg.get("explain", False)))
