@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lanmsff.data.detectors import blazeface_available
 from lanmsff.errors import ConfigError
 from lanmsff.inference import optimize
 from lanmsff.models.lanmsff import LANMSFF
@@ -480,3 +481,21 @@ def test_a_slow_analysis_of_a_webcam_with_overlap_drops_frames_and_keeps_up(
     assert result.frames_dropped > 0 and result.frames_read + result.frames_dropped <= camera.given == 60
     assert 0 < result.frames_read < 30 and result.file == "webcam:0"
     assert "camera frames dropped to keep up" in summary_line(result, predictor.class_names)
+
+
+@pytest.mark.skipif(not blazeface_available(), reason="needs the [faces] extra (make install-faces)")
+def test_blazeface_finds_no_face_in_a_clip_of_face_free_photos(tmp_path: Path) -> None:
+    """Video frames get no false face: scikit-image's rocket, coffee and chelsea (a cat), panned, 60 frames."""
+    from skimage import data
+
+    frames = []
+    for photo in (data.rocket(), data.coffee(), data.chelsea()):
+        bgr = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
+        for i in range(20):
+            x = i * (bgr.shape[1] - 320) // 19
+            frames.append(cv2.resize(bgr[:, x : x + 320], SIZE, interpolation=cv2.INTER_AREA))
+    torch.manual_seed(0)
+    net = LANMSFF(num_classes=7, widths=[12, 12, 12, 12]).eval()
+    predictor = Predictor(optimize(net, precision="fp32"), EXPRESSIONS, 64, detector="blazeface")
+    result = predict_video(predictor, write_clip(tmp_path / "no_face.mp4", frames), VideoOptions())
+    assert (result.frames_read, result.frames_with_faces, result.rows) == (60, 0, [])

@@ -75,6 +75,7 @@ def make_face_detector(name: str, *, detect_side: int = 800) -> FaceDetector | M
 
 
 VIEWS = tuple(VIEW_YAWS)
+FRAME_THRESHOLD = 0.6  # BlazeFace's least score in video frames (MediaPipe's full-range setting; no presence rescue)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -226,8 +227,12 @@ class Predictor:
         self.temperature, self.views, self.device = temperature, check_views(views), torch.device(device)
         self.detector_name, self.net = detector, net
         self.detector = make_face_detector(detector, detect_side=detect_side)
-        # video frames: BlazeFace on the whole frame only (tiles find small faces in photos, at several times the cost)
-        self.frame_detector = BlazeFaceDetector(tile_side=None) if detector == "blazeface" else self.detector
+        # video frames: BlazeFace on the whole frame only (tiles find small faces in photos, at several times the
+        # cost), and only confident faces: the mesh's presence check, which rescues low-scoring faces in photos,
+        # also let through title letters in the frames of a face-free clip (docs/faces.md, "Recall on public photos")
+        self.frame_detector = (
+            BlazeFaceDetector(tile_side=None, threshold=FRAME_THRESHOLD) if detector == "blazeface" else self.detector
+        )
 
     @property
     def calibration(self) -> str:
