@@ -53,3 +53,26 @@ def test_a_one_epoch_demo_has_no_third_party_noise_on_stderr(tmp_path: Path) -> 
     [log_file] = (tmp_path / "logs" / "demo" / "runs").glob("*/demo.log")
     assert "litlogger" in log_file.read_text(encoding="utf-8")  # held back from the console, kept in the log
     assert "Next:" in result.stdout and "predict.py ckpt_path=" in result.stdout  # the demo says what to do next
+
+
+def test_next_steps_name_the_commands_the_user_runs() -> None:
+    """A checkout's train.py prints the demo's lines as written; an installed lanmsff-train, its console scripts."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from lanmsff.tasks.train import user_commands
+    from lanmsff.training.recorder import print_next_steps
+
+    lines = [
+        "Predict:  .venv/bin/python predict.py ckpt_path={best_ckpt}",
+        "Compare:  .venv/bin/python -m lanmsff.analysis x",
+    ]
+    printed = {}
+    for argv0 in ("/home/me/lanmsff/train.py", "/home/me/venv/bin/lanmsff-train"):
+        out = StringIO()
+        print_next_steps(lines, {"best_ckpt": "b.ckpt"}, Console(file=out, width=200), commands=user_commands(argv0))
+        printed[argv0.rsplit("/", 1)[1]] = out.getvalue()
+    assert "Predict:  .venv/bin/python predict.py ckpt_path=b.ckpt" in printed["train.py"]
+    assert "Predict:  lanmsff-predict ckpt_path=b.ckpt" in printed["lanmsff-train"]
+    assert "Compare:  lanmsff-compare x" in printed["lanmsff-train"]

@@ -120,6 +120,8 @@ def test_the_installed_wheel_trains_and_compares_outside_the_checkout(tmp_path: 
     (summary_file,) = (work / "logs" / "demo" / "runs").glob("*/summary.json")
     summary = json.loads(summary_file.read_text())
     assert summary["status"] == "ok" and "test/acc" in summary["metrics"]
+    # the demo's next steps name the console scripts, not a checkout's .venv/bin/python predict.py
+    assert "lanmsff-predict ckpt_path=" in train.stdout and ".venv/bin/python" not in train.stdout
 
     other = tmp_path / "another"
     other.mkdir()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +183,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             _calibrate(cfg, module, datamodule, run)
             _cross_test(cfg, module, run)
             print_results(run.summary, datamodule.group_names)
-            print_next_steps(list(cfg.get("next_steps") or []), run.summary)
+            print_next_steps(list(cfg.get("next_steps") or []), run.summary, commands=user_commands())
     return run.summary
+
+
+# the commands that next_steps lines are written with (those of a checkout, after make install), and the console
+# scripts that do the same for an installed package
+CHECKOUT_COMMANDS = {
+    ".venv/bin/python predict.py": "lanmsff-predict",
+    ".venv/bin/python train.py": "lanmsff-train",
+    ".venv/bin/python -m lanmsff.analysis": "lanmsff-compare",
+}
+
+
+def user_commands(argv0: str | None = None) -> dict[str, str]:
+    """How the user runs the commands of ``next_steps`` lines: as written when this run was started by a
+    checkout's ``train.py``, else (``lanmsff-train``, an installed package) :data:`CHECKOUT_COMMANDS`."""
+    started_by = Path(sys.argv[0] if argv0 is None else argv0).name
+    return {} if started_by.endswith(".py") else CHECKOUT_COMMANDS
 
 
 TEST_CHECKPOINTS = ("best", "last")

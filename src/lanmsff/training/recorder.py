@@ -12,7 +12,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,15 +270,24 @@ def print_results(summary: dict[str, Any], group_names: Sequence[str], console: 
     console.print(f"Run folder: {summary.get('output_dir', '')} (summary.json, plots, checkpoints)")
 
 
-def print_next_steps(lines: Sequence[str], summary: dict[str, Any], console: Console | None = None) -> None:
+def print_next_steps(
+    lines: Sequence[str],
+    summary: dict[str, Any],
+    console: Console | None = None,
+    *,
+    commands: Mapping[str, str] | None = None,
+) -> None:
     """Print what to do next, one command a line; ``{run_dir}`` and ``{best_ckpt}`` are filled in from the
-    run's summary (a config's ``next_steps``, e.g. the demo's)."""
+    run's summary (a config's ``next_steps``, e.g. the demo's). ``commands`` replaces the commands the lines
+    are written with (a checkout's, ``.venv/bin/python predict.py``) by the user's (``lanmsff-predict``)."""
     if not lines:
         return
     console = console or Console()
     fields = {"run_dir": summary.get("output_dir", ""), "best_ckpt": summary.get("best_ckpt") or "<checkpoint>"}
     console.print("Next:")
     for line in lines:
+        for written, used in (commands or {}).items():
+            line = line.replace(written, used)
         console.print(f"  {line.format(**fields)}", highlight=False, soft_wrap=True)
 
 
