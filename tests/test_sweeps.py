@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -92,6 +93,9 @@ def test_ddp_sim_runs_two_processes_and_writes_one_summary(tmp_path: Path) -> No
     assert summary["status"] == "ok" and summary["world_size"] == 2
     assert sum(map(sum, summary["confusion_matrix"])) == summary["data"]["test"]  # every test image once
     assert "GLOBAL_RANK: 1" in result.stdout + result.stderr
+    # the one-process tester keeps the attention callback: the mean attention per view counts every test image
+    [maps] = (tmp_path / "logs").rglob("attention/per_view.npz")
+    assert int(np.load(maps)["counts"].sum()) == summary["data"]["test"]
 
 
 @pytest.mark.slow
