@@ -29,7 +29,14 @@ import pandas as pd
 from lanmsff.data.detectors import LANDMARK_NAMES
 from lanmsff.prediction.inputs import is_video
 from lanmsff.prediction.photos import NO_FACE, FileResult, Predictor, annotate, result_rows
-from lanmsff.prediction.video import VideoOptions, VideoResult, predict_video, summary_line
+from lanmsff.prediction.video import (
+    VideoOptions,
+    VideoResult,
+    is_webcam_name,
+    predict_video,
+    source_name,
+    summary_line,
+)
 from lanmsff.utils.io import atomic_write, atomic_write_bytes, atomic_write_text
 from lanmsff.utils.progress import track
 
@@ -75,7 +82,7 @@ class _Names:
         self.used: Counter = Counter()
 
     def __call__(self, path: str, suffix: str) -> str:
-        stem = Path(path).stem if not path.startswith("webcam:") else path.replace(":", "_")
+        stem = path.replace(":", "_") if is_webcam_name(path) else Path(path).stem
         self.used[stem, suffix] += 1
         n = self.used[stem, suffix]
         return f"{stem}{suffix}" if n == 1 else f"{stem}_{n}{suffix}"
@@ -96,12 +103,17 @@ def ordered_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 JSONL_NAME = "predictions.jsonl"
 
 
+def jsonl_text(rows: list[dict[str, Any]]) -> str:
+    """Rows as JSON Lines: one JSON object a line, each ending with a newline."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     """``predictions.csv`` and ``predictions.jsonl`` (atomic)."""
     csv_path, jsonl_path = out_dir / "predictions.csv", out_dir / JSONL_NAME
     table = ordered_table(rows)
     atomic_write(csv_path, lambda f: table.to_csv(f, index=False), binary=False)
-    atomic_write_text(jsonl_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    atomic_write_text(jsonl_path, jsonl_text(rows))
     return {"csv": csv_path, "jsonl": jsonl_path}
 
 
@@ -132,19 +144,19 @@ class RowLog:
             listed = set(self.finished_path.read_text(encoding="utf-8").splitlines())
             self.finished = files & listed
         else:
-            self.finished = {file for file in files if not file.startswith("webcam:")}
-        self.rows = [row for row in rows if row["file"] in self.finished or str(row["file"]).startswith("webcam:")]
-        atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows))
+            self.finished = {file for file in files if not is_webcam_name(file)}
+        self.rows = [row for row in rows if row["file"] in self.finished or is_webcam_name(row["file"])]
+        atomic_write_text(self.path, jsonl_text(self.rows))
         atomic_write_text(self.finished_path, "".join(f"{file}\n" for file in sorted(self.finished)))
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         """Append rows (of a file being done), flushed to disk."""
-        _append(self.path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        _append(self.path, jsonl_text(rows))
         self.rows += rows
 
     def finish(self, file: str) -> None:
         """Record that every row of ``file`` has been added (webcams are never finished)."""
-        if not file.startswith("webcam:"):
+        if not is_webcam_name(file):
             _append(self.finished_path, f"{file}\n")
             self.finished.add(file)
 
@@ -258,7 +270,7 @@ def predict_inputs(
     counts.update(photo_counts)
     videos = []
     for source in [*[p for p in todo if is_video(p)], *webcams]:
-        name = f"webcam:{source}" if isinstance(source, int) else str(source)
+        name = source_name(source)
         annotated = out_dir / "annotated" / names(name, ".mp4") if options.save_annotated else None
         video_options = replace(options.video, annotated=annotated, plot=out_dir / names(name, "_expressions.png"))
         result = predict_video(predictor, source, video_options, sink=log.add)  # rows as they come

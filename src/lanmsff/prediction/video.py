@@ -45,6 +45,19 @@ DEFAULT_FPS = 30.0  # when a file or camera does not say
 _MISSING_FRAMES_TOLERATED = 2  # declared frame counts of some containers are estimates
 
 
+WEBCAM_PREFIX = "webcam:"  # a webcam's name in the outputs: webcam:<index>
+
+
+def source_name(source: str | Path | int) -> str:
+    """How a video file (its path) or a webcam (``webcam:<index>``) is named in the outputs."""
+    return f"{WEBCAM_PREFIX}{source}" if isinstance(source, int) else str(source)
+
+
+def is_webcam_name(name: str) -> bool:
+    """Whether an output name (:func:`source_name`) is a webcam's."""
+    return str(name).startswith(WEBCAM_PREFIX)
+
+
 class VideoProblem(Exception):
     """A video that cannot be used at all; the message is the reason reported to the user."""
 
@@ -107,7 +120,7 @@ class VideoReader:
 
     def __init__(self, source: str | Path | int, *, max_frames: int | None = None, capture: Any = None) -> None:
         self.webcam = isinstance(source, int)
-        self.name = f"webcam:{source}" if self.webcam else str(source)
+        self.name = source_name(source)
         self.max_frames = max_frames
         self.frames_dropped = 0
         if capture is None:
@@ -368,7 +381,7 @@ def predict_video(
     ``sink`` gets the rows as they come, those of every :data:`ROWS_PER_WRITE` analysed frames together and the
     rest at the end, also when an error stops the video (then raised again), so that a crash keeps them.
     """
-    name = f"webcam:{source}" if isinstance(source, int) else str(source)
+    name = source_name(source)
     start = time.perf_counter()
     try:
         reader = VideoReader(source, max_frames=options.max_frames)
@@ -488,7 +501,7 @@ def _annotated_frame(
 
 def summary_line(result: VideoResult, class_names: Sequence[str], *, stride: int = 1) -> str:
     """One line about a video: frames read, frames with faces, tracks with their dominant expression."""
-    name = Path(result.file).name if not result.file.startswith("webcam:") else result.file
+    name = result.file if is_webcam_name(result.file) else Path(result.file).name
     if result.unusable:
         return f"{name}: {result.problem}"
     analysed = f" (1 in {stride} analysed)" if stride > 1 else ""
