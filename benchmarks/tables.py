@@ -152,7 +152,7 @@ def render(files: list[ResultsFile]) -> str:
     by_kind: dict[str, list[ResultsFile]] = {}
     for file in files:
         by_kind.setdefault(file.kind, []).append(file)
-    kinds = sorted(by_kind, key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k))
+    kinds = sorted(by_kind, key=kind_order)
     lines = [INTRO]
     if not kinds:
         lines.append("No results files yet: run `make bench`, then `make speed-tables`.\n")
@@ -545,7 +545,7 @@ def demo_line(files: list[ResultsFile], design: str) -> str:
             "then `make speed-tables`)."
         )
     parts = []
-    for kind in sorted(runs, key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k)):
+    for kind in sorted(runs, key=kind_order):
         demo = runs[kind]
         accuracy = statistics.mean(demo["test_acc"]) * 100
         minutes = statistics.mean(demo["seconds"]) / 60
@@ -571,20 +571,29 @@ def with_demo_line(readme: str, line: str) -> str:
     return with_section(readme, DEMO_MARKERS, line, "README.md")
 
 
+def kind_order(kind: str) -> tuple[int, str]:
+    """Sort key of CPU kinds: those of :data:`KIND_ORDER` in its order, then the others by name."""
+    return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), kind)
+
+
+def newest_by_kind(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The newest record (by ``date``; the later one on a tie) of each ``cpu_kind``, in :func:`kind_order`."""
+    newest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["cpu_kind"] not in newest or record["date"] >= newest[record["cpu_kind"]]["date"]:
+            newest[record["cpu_kind"]] = record
+    return {kind: newest[kind] for kind in sorted(newest, key=kind_order)}
+
+
 def faces_table(folder: Path) -> str:
     """The newest ``make bench-faces`` run of each CPU kind (``benchmarks/results/faces/``) as tables: frames/s,
     the ratio to the ``fer`` package's MTCNN path in the same run, and the frames with a face found."""
-    newest: dict[str, dict[str, Any]] = {}
-    for path in sorted(Path(folder).glob("*.json")):
-        for run in json.loads(path.read_text(encoding="utf-8")):
-            if run["cpu_kind"] not in newest or run["date"] >= newest[run["cpu_kind"]]["date"]:
-                newest[run["cpu_kind"]] = run
+    files = sorted(Path(folder).glob("*.json"))
+    newest = newest_by_kind(run for path in files for run in json.loads(path.read_text(encoding="utf-8")))
     if not newest:
         return "No run recorded yet: `make bench-faces`."
-    kinds = [k for k in KIND_ORDER if k in newest] + sorted(set(newest) - set(KIND_ORDER))
     blocks = []
-    for kind in kinds:
-        run = newest[kind]
+    for kind, run in newest.items():
         results = run["results"]
         reference = (results.get("fer_mtcnn") or {}).get("frames_per_s")
         lines = [
@@ -607,15 +616,11 @@ def faces_table(folder: Path) -> str:
 def detector_recall_table(folder: Path) -> str:
     """The newest ``make bench-recall`` result of each CPU kind (``benchmarks/results/detector_recall/``) as the
     tables of :func:`recall_tables`."""
-    newest: dict[str, dict[str, Any]] = {}
-    for path in sorted(Path(folder).glob("*.json")):
-        result = json.loads(path.read_text(encoding="utf-8"))
-        if result["cpu_kind"] not in newest or result["date"] >= newest[result["cpu_kind"]]["date"]:
-            newest[result["cpu_kind"]] = result
+    files = sorted(Path(folder).glob("*.json"))
+    newest = newest_by_kind(json.loads(path.read_text(encoding="utf-8")) for path in files)
     if not newest:
         return "No result recorded yet: `make bench-recall`."
-    kinds = [k for k in KIND_ORDER if k in newest] + sorted(set(newest) - set(KIND_ORDER))
-    return "\n\n".join(recall_tables(newest[kind]) for kind in kinds)
+    return "\n\n".join(recall_tables(result) for result in newest.values())
 
 
 def recall_tables(result: dict[str, Any]) -> str:
